@@ -1,0 +1,24 @@
+PY ?= python
+
+.PHONY: install test lint format bench assets
+
+install:
+	pip install -c constraints.txt -e '.[dev]'
+
+test:
+	$(PY) -m pytest
+
+lint:
+	ruff check swift tests scripts benchmarks
+
+format:
+	ruff format swift tests scripts benchmarks
+
+bench:
+	$(PY) benchmarks/bench_encode.py
+	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_startup.py
+
+assets:
+	$(PY) scripts/build_tokenizer.py
+	$(PY) scripts/gen_hf_flags.py

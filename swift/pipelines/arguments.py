@@ -1,0 +1,292 @@
+"""Argument groups of the commands, one small dataclass per concern.
+
+The docstring under each field is its `--help` text. Flag names follow ms-swift's so users' commands carry over;
+old names are accepted through `ALIASES`. Checks live in `__post_init__` and raise `ArgumentError` naming the
+flag. This module imports nothing heavy: `swift <cmd> --help` builds its parser from these classes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from swift.utils.errors import ArgumentError
+
+# Old or alternative flag names -> the current one. Each still works; `--help` lists them.
+ALIASES: dict[str, str] = {
+    "train_type": "tuner_type",
+    "sft_type": "tuner_type",
+    "model_id_or_path": "model",
+    "model_name_or_path": "model",
+    "lora_target_modules": "target_modules",
+    "lora_r": "lora_rank",
+    "max_seq_length": "max_length",
+    "dtype": "torch_dtype",
+    "ckpt_dir": "adapters",
+    "adapter_name_or_path": "adapters",
+    "attn_implementation": "attn_impl",
+    "self_cognition_model_name": "model_name",
+    "self_cognition_model_author": "model_author",
+    "max_tokens": "max_new_tokens",
+}
+
+
+def _bool_like(value: object) -> bool:
+    return value is True or value is False
+
+
+@dataclass
+class ModelArguments:
+    model: str | None = None
+    """Model: a local Hugging Face folder, a hub id (ModelScope by default, Hugging Face with --use_hf true) or a
+    registered name such as `swift-demo` (the built-in offline demo model)."""
+    model_type: str | None = None
+    """Registered model type (e.g. `qwen`, `llama3`). Only needed without --model: a local folder is understood
+    from its config.json."""
+    model_revision: str | None = None
+    """Hub revision (branch, tag or commit) to download."""
+    torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None
+    """Weights dtype. Default: the model config's dtype on GPU, float32 on CPU."""
+    attn_impl: str | None = None
+    """Attention implementation: sdpa, eager, flash_attention_2. Default: transformers' choice."""
+    device_map: str | None = None
+    """Device map for loading (e.g. `auto`, `cpu`, `cuda:0`)."""
+    trust_remote_code: bool = False
+    """Run Python code shipped inside the model folder. Off by default: only switch it on for a model you trust."""
+    use_hf: bool | None = None
+    """Download from the Hugging Face hub instead of ModelScope (also the environment variable USE_HF=1)."""
+    hub_token: str | None = None
+    """Hub access token (never written to logs or args.json)."""
+
+    def __post_init__(self) -> None:
+        if self.torch_dtype is not None and self.torch_dtype not in ("auto", "float32", "bfloat16", "float16",
+                                                                     "fp32", "bf16", "fp16"):
+            raise ArgumentError("torch_dtype", f"unknown dtype {self.torch_dtype!r}; use float32, bfloat16 or float16")
+        short = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+        if self.torch_dtype in short:
+            self.torch_dtype = short[self.torch_dtype]
+
+
+@dataclass
+class TemplateArguments:
+    template: str | None = None
+    """Chat template name. Default: the model's own chat_template (from its tokenizer), else `default`."""
+    system: str | None = None
+    """System prompt that replaces the dataset's and the template's default."""
+    max_length: int | None = 2048
+    """Longest encoded row in tokens; longer rows follow --truncation_strategy."""
+    truncation_strategy: Literal["delete", "left", "right"] = "delete"
+    """What to do with rows longer than --max_length: delete (drop and count them), left or right (cut)."""
+    loss_scale: Literal["default", "all", "last_round"] = "default"
+    """Which assistant turns are trained on: default/all (every assistant turn) or last_round (the last only)."""
+
+    def __post_init__(self) -> None:
+        if self.max_length is not None and self.max_length <= 0:
+            raise ArgumentError("max_length", f"must be positive, got {self.max_length}")
+        if self.truncation_strategy not in ("delete", "left", "right"):
+            raise ArgumentError("truncation_strategy", f"expected delete, left or right, got {self.truncation_strategy!r}")
+        if self.loss_scale not in ("default", "all", "last_round"):
+            raise ArgumentError("loss_scale", f"expected default, all or last_round, got {self.loss_scale!r}")
+
+
+@dataclass
+class DataArguments:
+    dataset: list[str] = field(default_factory=list)
+    """Training data: files (jsonl/json/csv/parquet), hub ids or preset names, each optionally `name#N` (sample
+    N rows) and `id:subset`. Several are concatenated."""
+    val_dataset: list[str] = field(default_factory=list)
+    """Validation data, same syntax as --dataset."""
+    split_dataset_ratio: float = 0.0
+    """Fraction of --dataset held out for validation when --val_dataset is not given (e.g. 0.01)."""
+    dataset_num_proc: int = 1
+    """Processes used to encode the data."""
+    strict: bool = True
+    """Stop at the first malformed row (naming file, row and field). With false, bad rows are dropped and counted;
+    dropping more than 10% is still an error."""
+    model_name: list[str] | None = None
+    """Self-cognition: the model's name, Chinese then English (one value is used for both)."""
+    model_author: list[str] | None = None
+    """Self-cognition: the model's author, Chinese then English (one value is used for both)."""
+    data_seed: int | None = None
+    """Seed for sampling and splitting data (default: --seed)."""
+    load_from_cache_file: bool = True
+    """Reuse the on-disk cache of encoded data when the data, template and tokenizer are unchanged."""
+    packing: bool = False
+    """Pack several rows into each sequence of --max_length tokens (no attention across rows)."""
+    padding_free: bool = False
+    """Concatenate each batch into one row without padding (no attention across rows)."""
+    streaming: bool = False
+    """Not supported yet: datasets are loaded into memory."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.split_dataset_ratio < 1.0:
+            raise ArgumentError("split_dataset_ratio", f"must be in [0, 1), got {self.split_dataset_ratio}")
+        if self.dataset_num_proc < 1:
+            raise ArgumentError("dataset_num_proc", f"must be at least 1, got {self.dataset_num_proc}")
+        if self.streaming:
+            raise ArgumentError("streaming", "streaming datasets are not supported yet; drop the flag")
+
+
+@dataclass
+class TunerArguments:
+    tuner_type: Literal["lora", "full", "freeze"] = "lora"
+    """How to train: lora (adapters over a frozen model), full (every weight) or freeze (some layers frozen).
+    `--train_type` is accepted too."""
+    lora_rank: int = 8
+    """LoRA rank r."""
+    lora_alpha: int = 32
+    """LoRA alpha (scaling = alpha / rank, or alpha / sqrt(rank) with --use_rslora)."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA path."""
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    """Modules that get adapters: `all-linear` (every linear layer but the output head) or names such as
+    q_proj v_proj."""
+    modules_to_save: list[str] = field(default_factory=list)
+    """Modules trained fully beside the adapters (e.g. embed_tokens lm_head)."""
+    use_dora: bool = False
+    """DoRA: weight-decomposed LoRA."""
+    use_rslora: bool = False
+    """Rank-stabilised LoRA scaling."""
+    lorap_lr_ratio: float | None = None
+    """LoRA+: learning-rate ratio of the B matrices to the A matrices (e.g. 16)."""
+    init_weights: str = "true"
+    """LoRA initialisation: true, gaussian, pissa, olora (or false for a non-zero B, for tests)."""
+    freeze_parameters_ratio: float = 0.0
+    """--tuner_type freeze: fraction of parameters (from the bottom) that stay frozen."""
+    freeze_parameters: list[str] = field(default_factory=list)
+    """--tuner_type freeze: parameter-name prefixes to freeze."""
+    trainable_parameters: list[str] = field(default_factory=list)
+    """--tuner_type freeze: parameter-name prefixes to train even if frozen by the other flags."""
+
+    def __post_init__(self) -> None:
+        if self.tuner_type not in ("lora", "full", "freeze"):
+            raise ArgumentError("tuner_type", f"expected lora, full or freeze, got {self.tuner_type!r}")
+        if self.lora_rank <= 0:
+            raise ArgumentError("lora_rank", f"must be positive, got {self.lora_rank}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ArgumentError("lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
+        if not 0.0 <= self.freeze_parameters_ratio <= 1.0:
+            raise ArgumentError("freeze_parameters_ratio", f"must be in [0, 1], got {self.freeze_parameters_ratio}")
+        if self.init_weights.lower() not in ("true", "false", "gaussian", "pissa", "olora"):
+            raise ArgumentError("init_weights", f"expected true, false, gaussian, pissa or olora, got {self.init_weights!r}")
+
+
+@dataclass
+class TrainArguments:
+    """SwiftLab's own training flags; every `transformers.TrainingArguments` flag is accepted beside these."""
+
+    output_dir: str = "output"
+    """Where runs are written: each run gets its own folder `<output_dir>/v<N>-<date>-<time>` (see --add_version)."""
+    add_version: bool = True
+    """Write the run into a new versioned sub-folder of --output_dir instead of --output_dir itself."""
+    resume_from_checkpoint: str | None = None
+    """`true` resumes the latest complete checkpoint of --output_dir; or a checkpoint folder."""
+    learning_rate: float | None = None
+    """Peak learning rate. Default 1e-4 for LoRA, 1e-5 for full and freeze tuning."""
+    num_train_epochs: float = 3.0
+    """Passes over the training data."""
+    per_device_train_batch_size: int = 1
+    """Rows per device and step."""
+    per_device_eval_batch_size: int = 1
+    """Rows per device for evaluation."""
+    gradient_accumulation_steps: int = 1
+    """Steps whose gradients are summed before an update (never changed behind your back)."""
+    logging_steps: int = 5
+    """Log every N optimizer steps."""
+    save_steps: int = 500
+    """Save a checkpoint every N optimizer steps (and at the end)."""
+    eval_steps: int | None = None
+    """Evaluate every N steps (default: --save_steps) when validation data exists."""
+    save_total_limit: int | None = None
+    """Keep at most N checkpoints."""
+    warmup_ratio: float = 0.0
+    """Fraction of steps used for linear warm-up."""
+    seed: int = 42
+    """Random seed."""
+    report_to: list[str] = field(default_factory=lambda: ["none"])
+    """Experiment trackers (tensorboard, wandb, swanlab, ...)."""
+
+    def __post_init__(self) -> None:
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                     "logging_steps", "save_steps"):
+            if getattr(self, name) <= 0:
+                raise ArgumentError(name, f"must be positive, got {getattr(self, name)}")
+        if self.num_train_epochs <= 0:
+            raise ArgumentError("num_train_epochs", f"must be positive, got {self.num_train_epochs}")
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            raise ArgumentError("learning_rate", f"must be positive, got {self.learning_rate}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ArgumentError("warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+
+
+@dataclass
+class GenerationArguments:
+    max_new_tokens: int = 512
+    """Longest reply in tokens."""
+    temperature: float = 0.0
+    """Sampling temperature; 0 is greedy decoding."""
+    top_p: float = 1.0
+    """Nucleus sampling probability mass."""
+    top_k: int = 0
+    """Sample among the k most likely tokens (0 = off)."""
+    repetition_penalty: float = 1.0
+    """Penalty for repeated tokens (1.0 = off)."""
+    stream: bool = True
+    """Print the reply token by token in interactive chat."""
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens <= 0:
+            raise ArgumentError("max_new_tokens", f"must be positive, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ArgumentError("temperature", f"must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ArgumentError("top_p", f"must be in (0, 1], got {self.top_p}")
+
+
+@dataclass
+class InferArguments:
+    adapters: list[str] = field(default_factory=list)
+    """LoRA checkpoint folder(s). A SwiftLab checkpoint carries args.json, so no other flag is needed."""
+    merge_lora: bool = False
+    """Merge the adapters into the weights before inference (faster decoding)."""
+    infer_backend: Literal["pt", "vllm", "lmdeploy"] = "pt"
+    """Inference engine: pt (PyTorch). vllm and lmdeploy come with a later release."""
+    max_batch_size: int = 16
+    """Prompts decoded together in batch mode."""
+    result_path: str | None = None
+    """Where batch mode writes its jsonl (default: next to the adapters or under ./result)."""
+
+    def __post_init__(self) -> None:
+        if self.infer_backend not in ("pt", "vllm", "lmdeploy"):
+            raise ArgumentError("infer_backend", f"expected pt, vllm or lmdeploy, got {self.infer_backend!r}")
+        if self.infer_backend != "pt":
+            raise ArgumentError("infer_backend", f"{self.infer_backend} is not available yet; use --infer_backend pt")
+
+
+@dataclass
+class ExportArguments:
+    adapters: list[str] = field(default_factory=list)
+    """LoRA checkpoint folder(s) to export."""
+    merge_lora: bool = False
+    """Merge the adapters into the base weights and write a plain Hugging Face folder."""
+    output_dir: str | None = None
+    """Destination folder (default: `<checkpoint>-merged`)."""
+    quant_method: str | None = None
+    """Quantized export (gptq, awq, fp8, bnb): comes with a later release."""
+    overwrite: bool = False
+    """Replace an existing non-empty --output_dir."""
+
+    def __post_init__(self) -> None:
+        if self.quant_method:
+            raise ArgumentError("quant_method", "quantized export is not available yet; use --merge_lora true")
+
+
+# Which groups each command takes; the parser flattens them into one set of flags.
+COMMAND_GROUPS: dict[str, tuple[type, ...]] = {
+    "sft": (ModelArguments, TemplateArguments, DataArguments, TunerArguments, TrainArguments),
+    "pt": (ModelArguments, TemplateArguments, DataArguments, TunerArguments, TrainArguments),
+    "infer": (ModelArguments, TemplateArguments, DataArguments, GenerationArguments, InferArguments),
+    "export": (ModelArguments, TemplateArguments, ExportArguments),
+}
+
+# Commands that also accept every transformers.TrainingArguments flag.
+TAKES_HF_TRAINING_FLAGS = {"sft", "pt"}

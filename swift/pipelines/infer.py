@@ -1,0 +1,117 @@
+"""`swift infer`: interactive chat or batch answers, from a model folder or a training checkpoint."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from swift.cli.parser import ParsedArgs
+from swift.pipelines.common import adapter_base_model, is_adapter_dir, read_checkpoint_args
+from swift.utils.errors import ArgumentError
+from swift.utils.logging import get_logger
+
+logger = get_logger("swift.infer")
+
+# Flags a checkpoint's args.json fills in when the user did not give them.
+_INHERITED = ("model", "model_type", "template", "system", "max_length", "torch_dtype", "attn_impl",
+              "trust_remote_code", "use_hf", "model_revision")
+
+
+def inherit_checkpoint_args(args: ParsedArgs, checkpoint: str) -> dict[str, Any]:
+    """Fill template/model flags from the checkpoint's args.json; flags given by the user win.
+
+    Returns the checkpoint's args (empty if it has none)."""
+    saved = read_checkpoint_args(checkpoint)
+    for key in _INHERITED:
+        if key in args.explicit or key not in saved:
+            continue
+        for group in args.groups.values():
+            if hasattr(group, key):
+                setattr(group, key, saved[key])
+    return saved
+
+
+def resolve_base_model(args: ParsedArgs, saved: dict[str, Any], adapters: list[str]) -> str:
+    """The base model folder: --model, else the resolved folder recorded at training time, else peft's record."""
+    m = args.groups["ModelArguments"]
+    if "model" not in args.explicit:
+        recorded = saved.get("model_dir")
+        if recorded and Path(recorded).is_dir():
+            return recorded
+    if m.model is None and adapters:
+        m.model = adapter_base_model(adapters[0])
+    if m.model is None and m.model_type is None:
+        raise ArgumentError("model", "give --model or --adapters <checkpoint>")
+    from swift.hub import resolve_model_dir
+    from swift.models.registry import get_model_spec
+
+    name = m.model
+    if name is None:
+        spec = get_model_spec(m.model_type)
+        name = spec.hf_id if m.use_hf else (spec.ms_id or spec.hf_id)
+    return resolve_model_dir(name, use_hf=m.use_hf, revision=m.model_revision)
+
+
+def build_engine(args: ParsedArgs):
+    """Load model (+ adapters) and return (engine, template)."""
+    inf = args.groups["InferArguments"]
+    adapters = list(inf.adapters)
+    saved: dict[str, Any] = {}
+    if adapters:
+        saved = inherit_checkpoint_args(args, adapters[0])
+    elif args.groups["ModelArguments"].model and (Path(args.groups["ModelArguments"].model) / "args.json").is_file():
+        # A full-tuning checkpoint carries args.json too: reuse its template settings (--model stays explicit).
+        inherit_checkpoint_args(args, args.groups["ModelArguments"].model)
+    for a in adapters:
+        if not is_adapter_dir(a):
+            raise ArgumentError("adapters", f"{a} has no adapter_config.json: is it a LoRA checkpoint? "
+                                "For a full-tuning checkpoint use --model <checkpoint>")
+    model_dir = resolve_base_model(args, saved, adapters)
+    from swift.infer.loading import load_for_inference
+    from swift.infer.pt import PtEngine
+    from swift.templates import get_template
+
+    m, t = args.groups["ModelArguments"], args.groups["TemplateArguments"]
+    model, tokenizer = load_for_inference(model_dir, adapters=adapters, merge_lora=inf.merge_lora,
+                                          torch_dtype=m.torch_dtype, attn_impl=m.attn_impl,
+                                          device_map=m.device_map)
+    template = get_template(tokenizer, t.template, system=t.system, max_length=t.max_length)
+    return PtEngine(model, tokenizer, template, max_batch_size=inf.max_batch_size), template
+
+
+def request_config(args: ParsedArgs):
+    from swift.infer.protocol import RequestConfig
+
+    g = args.groups["GenerationArguments"]
+    return RequestConfig(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
+                         top_k=g.top_k, repetition_penalty=g.repetition_penalty, stream=g.stream)
+
+
+def run_infer(args: ParsedArgs) -> str | None:
+    """Batch mode over --val_dataset (or --dataset) writing a jsonl; otherwise interactive chat."""
+    engine, _ = build_engine(args)
+    config = request_config(args)
+    d, inf = args.groups["DataArguments"], args.groups["InferArguments"]
+    data = d.val_dataset or d.dataset
+    if data:
+        from swift.data import load_datasets
+        from swift.infer.batch import infer_rows
+
+        rows, _ = load_datasets(data, strict=d.strict, model_name=d.model_name, model_author=d.model_author,
+                                use_hf=args.groups["ModelArguments"].use_hf)
+        out = inf.result_path or _default_result_path(inf.adapters)
+        path = infer_rows(engine, rows, config, batch_size=inf.max_batch_size, out_path=out)
+        print(f"wrote {len(rows)} responses to {path}", flush=True)
+        return path
+    from swift.infer.chat import run_chat
+
+    run_chat(engine, config, system=args.groups["TemplateArguments"].system, stream=config.stream)
+    return None
+
+
+def _default_result_path(adapters: list[str]) -> str:
+    import time
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    if adapters:
+        return str(Path(adapters[0]) / "infer_result" / f"{stamp}.jsonl")
+    return str(Path("result") / f"{stamp}.jsonl")

@@ -1,0 +1,233 @@
+"""`swift sft` / `swift train` / `swift pt`: model + template + data -> tuner -> trainer -> checkpoints."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from swift.cli.parser import ParsedArgs
+from swift.pipelines.common import (
+    latest_run_dir,
+    new_run_dir,
+    package_versions,
+    public_args,
+    rows_fingerprint,
+    write_run_files,
+)
+from swift.utils.errors import ArgumentError
+from swift.utils.logging import get_logger
+
+logger = get_logger("swift.sft")
+
+
+def run_pt(args: ParsedArgs) -> dict[str, Any]:
+    """`swift pt`: continued pre-training on raw text, loss on every token."""
+    return run_sft(args, mode="pt")
+
+
+def _resolve_resume(train_args, output_dir: str) -> tuple[Path | None, str | None]:
+    """(run folder to reuse, checkpoint to resume) for --resume_from_checkpoint true|<path>."""
+    from swift.trainers import find_latest_checkpoint
+
+    value = train_args.resume_from_checkpoint
+    if value is None or str(value).lower() in ("false", "none", ""):
+        return None, None
+    if str(value).lower() != "true":
+        ckpt = Path(value)
+        if not ckpt.is_dir():
+            raise ArgumentError("resume_from_checkpoint", f"checkpoint folder not found: {value}")
+        return ckpt.parent, str(ckpt)
+    for candidate in (Path(output_dir), latest_run_dir(output_dir)):
+        if candidate is not None and candidate.is_dir():
+            ckpt = find_latest_checkpoint(str(candidate))
+            if ckpt:
+                return candidate, ckpt
+    raise ArgumentError("resume_from_checkpoint", f"no complete checkpoint found under {output_dir}")
+
+
+def _training_arguments(args: ParsedArgs, run_dir: Path, has_eval: bool, mode: str):
+    from transformers import TrainingArguments
+
+    tr, tu = args.groups["TrainArguments"], args.groups["TunerArguments"]
+    lr = tr.learning_rate or (1e-4 if tu.tuner_type == "lora" else 1e-5)
+    kwargs: dict[str, Any] = {
+        "output_dir": str(run_dir),
+        "learning_rate": lr,
+        "num_train_epochs": tr.num_train_epochs,
+        "per_device_train_batch_size": tr.per_device_train_batch_size,
+        "per_device_eval_batch_size": tr.per_device_eval_batch_size,
+        "gradient_accumulation_steps": tr.gradient_accumulation_steps,
+        "logging_steps": tr.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": tr.save_steps,
+        "save_total_limit": tr.save_total_limit,
+        "warmup_ratio": tr.warmup_ratio,
+        "seed": tr.seed,
+        "report_to": tr.report_to,
+        "remove_unused_columns": False,
+        "logging_first_step": True,
+        "disable_tqdm": True,  # our own progress bar replaces transformers'
+        "save_only_model": False,
+    }
+    if has_eval:
+        kwargs.update(eval_strategy="steps", eval_steps=tr.eval_steps or tr.save_steps)
+    kwargs.update(args.hf)
+    kwargs.pop("resume_from_checkpoint", None)
+    dtype = args.groups["ModelArguments"].torch_dtype
+    if "bf16" not in args.hf and "fp16" not in args.hf:
+        # Mixed precision only on a GPU; weights loaded in bf16/fp16 then train in that dtype directly.
+        import torch
+
+        kwargs["bf16"] = bool(torch.cuda.is_available() and dtype == "bfloat16")
+        kwargs["fp16"] = bool(torch.cuda.is_available() and dtype == "float16")
+    if "warmup_ratio" in kwargs:
+        # transformers 5 folds warmup_ratio into warmup_steps (a float < 1 is a ratio).
+        ratio = kwargs.pop("warmup_ratio")
+        if ratio and "warmup_steps" not in args.hf:
+            kwargs["warmup_steps"] = float(ratio)
+    return TrainingArguments(**kwargs)
+
+
+def _load_model(args: ParsedArgs):
+    from swift.models.loader import load_model_and_tokenizer
+
+    m = args.groups["ModelArguments"]
+    if m.model is None and m.model_type is None:
+        raise ArgumentError("model", "give a model: a local folder, a hub id, or a name such as swift-demo")
+    return load_model_and_tokenizer(
+        m.model, model_type=m.model_type, torch_dtype=m.torch_dtype, device_map=m.device_map,
+        attn_impl=m.attn_impl, trust_remote_code=m.trust_remote_code, use_hf=m.use_hf,
+    )
+
+
+def _make_template(args: ParsedArgs, tokenizer):
+    from swift.templates import get_template
+
+    t = args.groups["TemplateArguments"]
+    loss_scale = "all" if t.loss_scale == "default" else t.loss_scale
+    return get_template(tokenizer, t.template, system=t.system, max_length=t.max_length,
+                        truncation_strategy=t.truncation_strategy, loss_scale=loss_scale)
+
+
+def _load_data(args: ParsedArgs, template, mode: str):
+    from swift.data import encode_rows, load_datasets, pack_dataset
+
+    d, tr = args.groups["DataArguments"], args.groups["TrainArguments"]
+    if not d.dataset:
+        raise ArgumentError("dataset", "give at least one dataset (a file, a hub id or a preset such as self-cognition)")
+    train_rows, val_rows = load_datasets(
+        d.dataset, val_datasets=d.val_dataset, split_dataset_ratio=d.split_dataset_ratio,
+        seed=d.data_seed if d.data_seed is not None else tr.seed, strict=d.strict, model_name=d.model_name,
+        model_author=d.model_author, use_hf=args.groups["ModelArguments"].use_hf, mode=mode,
+    )
+    cache = None if d.load_from_cache_file else False
+    train_ds = encode_rows(train_rows, template, mode=mode, num_proc=d.dataset_num_proc, cache_dir=cache,
+                           strict=d.strict, desc="train")
+    val_ds = None
+    if val_rows:
+        val_ds = encode_rows(val_rows, template, mode=mode, num_proc=d.dataset_num_proc, cache_dir=cache,
+                             strict=d.strict, desc="val")
+    max_length = args.groups["TemplateArguments"].max_length
+    if d.packing:
+        if not max_length:
+            raise ArgumentError("packing", "packing needs --max_length")
+        train_ds = pack_dataset(train_ds, max_length)
+        if val_ds is not None:
+            val_ds = pack_dataset(val_ds, max_length)
+    fingerprints = {"train": rows_fingerprint(train_rows), "val": rows_fingerprint(val_rows)}
+    return train_ds, val_ds, fingerprints
+
+
+def _prepare_tuner(args: ParsedArgs, model):
+    from swift.tuners import LoRAConfig, prepare_model
+
+    tu = args.groups["TunerArguments"]
+    lora = None
+    if tu.tuner_type == "lora":
+        init = {"true": True, "false": False}.get(tu.init_weights.lower(), tu.init_weights.lower())
+        lora = LoRAConfig(
+            r=tu.lora_rank, alpha=tu.lora_alpha, dropout=tu.lora_dropout, target_modules=_targets(tu.target_modules),
+            use_dora=tu.use_dora, use_rslora=tu.use_rslora, init_weights=init,
+            modules_to_save=tu.modules_to_save or None, lorap_lr_ratio=tu.lorap_lr_ratio,
+        )
+    return prepare_model(model, tuner_type=tu.tuner_type, lora=lora,
+                         freeze_parameters_ratio=tu.freeze_parameters_ratio,
+                         freeze_parameters=tu.freeze_parameters, trainable_parameters=tu.trainable_parameters)
+
+
+def _targets(values: list[str]) -> str | list[str]:
+    if len(values) == 1 and values[0] in ("all-linear", "all_linear", "ALL"):
+        return "all-linear"
+    return list(values)
+
+
+def run_sft(args: ParsedArgs, mode: str = "sft") -> dict[str, Any]:
+    """Train and return a summary (run folder, last checkpoint, loss curve, final metrics)."""
+    import transformers
+
+    start = time.time()
+    tr = args.groups["TrainArguments"]
+    transformers.set_seed(tr.seed)
+    reuse_dir, resume_ckpt = _resolve_resume(tr, tr.output_dir)
+    run_dir = reuse_dir or new_run_dir(tr.output_dir, tr.add_version)
+    logger.info(f"run folder: {run_dir}")
+
+    model, tokenizer, model_dir = _load_model(args)
+    template = _make_template(args, tokenizer)
+    train_ds, val_ds, fingerprints = _load_data(args, template, mode)
+    model = _prepare_tuner(args, model)
+
+    flat = dict(public_args(args.flat))
+    flat["model_dir"] = str(model_dir)
+    flat["command"] = args.command if mode == "sft" else "pt"
+    manifest = {"versions": package_versions(), "datasets": fingerprints, "model_dir": str(model_dir),
+                "train_rows": len(train_ds), "val_rows": len(val_ds) if val_ds is not None else 0,
+                "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    write_run_files(run_dir, flat, manifest)
+
+    from swift.data import DataCollator
+    from swift.trainers import SwiftTrainer
+
+    d = args.groups["DataArguments"]
+    collator = DataCollator(tokenizer.pad_token_id, padding_free=d.packing or d.padding_free)
+    hf_args = _training_arguments(args, run_dir, val_ds is not None, mode)
+    optimizers = (None, None)
+    tu = args.groups["TunerArguments"]
+    if tu.tuner_type == "lora" and tu.lorap_lr_ratio:
+        from swift.tuners import create_loraplus_optimizer
+
+        opt = create_loraplus_optimizer(model, lr=hf_args.learning_rate, weight_decay=hf_args.weight_decay,
+                                        lorap_lr_ratio=tu.lorap_lr_ratio)
+        optimizers = (opt, None)
+    trainer = SwiftTrainer(
+        model=model, args=hf_args, train_dataset=train_ds, eval_dataset=val_ds, data_collator=collator,
+        processing_class=tokenizer, template=template, checkpoint_files={"args.json": flat}, optimizers=optimizers,
+    )
+    result = trainer.train(resume_from_checkpoint=resume_ckpt)
+    from swift.trainers import find_latest_checkpoint
+
+    last = find_latest_checkpoint(str(run_dir))
+    summary = {
+        "run_dir": str(run_dir),
+        "last_checkpoint": last,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "loss_curve": str(run_dir / "loss_curve.png") if (run_dir / "loss_curve.png").exists() else None,
+        "train_loss": getattr(result, "training_loss", None),
+        "global_step": trainer.state.global_step,
+        "seconds": round(time.time() - start, 1),
+    }
+    _print_summary(summary, tu.tuner_type)
+    return summary
+
+
+def _print_summary(summary: dict[str, Any], tuner_type: str) -> None:
+    lines = ["", "Training finished.", f"  run folder:      {summary['run_dir']}",
+             f"  last checkpoint: {summary['last_checkpoint']}"]
+    if summary.get("loss_curve"):
+        lines.append(f"  loss curve:      {summary['loss_curve']}")
+    if summary["last_checkpoint"]:
+        flag = "--adapters" if tuner_type == "lora" else "--model"
+        lines.append(f"  chat with it:    swift infer {flag} {summary['last_checkpoint']}")
+        if tuner_type == "lora":
+            lines.append(f"  merge LoRA:      swift export --adapters {summary['last_checkpoint']} --merge_lora true")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,40 @@
+"""The only place environment variables are read."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_home() -> Path:
+    """Root of SwiftLab's own caches (encoded datasets, the demo model). `SWIFT_CACHE_HOME` overrides."""
+    base = os.environ.get("SWIFT_CACHE_HOME")
+    if base:
+        return Path(base).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "swiftlab"
+
+
+def hub_offline() -> bool:
+    """True when HF_HUB_OFFLINE / MODELSCOPE_OFFLINE / SWIFT_OFFLINE ask for no network."""
+    return any(
+        os.environ.get(k, "").lower() in ("1", "true", "yes", "on")
+        for k in ("HF_HUB_OFFLINE", "SWIFT_OFFLINE", "TRANSFORMERS_OFFLINE", "MODELSCOPE_OFFLINE")
+    )
+
+
+def use_hf_default() -> bool | None:
+    """`USE_HF=1` makes the Hugging Face hub the default instead of ModelScope (ms-swift's convention)."""
+    v = os.environ.get("USE_HF")
+    if v is None:
+        return None
+    return v.lower() in ("1", "true", "yes", "on")
+
+
+def hub_token() -> str | None:
+    return os.environ.get("HF_TOKEN") or os.environ.get("MODELSCOPE_API_TOKEN")
+
+
+def distributed_env() -> dict[str, str]:
+    keys = ("NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "RANK",
+            "WORLD_SIZE")
+    return {k: os.environ[k] for k in keys if k in os.environ}

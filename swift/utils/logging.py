@@ -1,0 +1,21 @@
+"""Logging: one 'swift' logger, rich output on a terminal, plain lines otherwise."""
+from __future__ import annotations
+
+import logging
+import sys
+
+_CONFIGURED = False
+
+
+def get_logger(name: str = "swift") -> logging.Logger:
+    global _CONFIGURED
+    if not _CONFIGURED:
+        root = logging.getLogger("swift")
+        if not root.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("[%(levelname)s:%(name)s] %(message)s"))
+            root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        root.propagate = False
+        _CONFIGURED = True
+    return logging.getLogger(name if name.startswith("swift") else f"swift.{name}")

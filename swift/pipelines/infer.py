@@ -41,14 +41,9 @@ def resolve_base_model(args: ParsedArgs, saved: dict[str, Any], adapters: list[s
         m.model = adapter_base_model(adapters[0])
     if m.model is None and m.model_type is None:
         raise ArgumentError("model", "give --model or --adapters <checkpoint>")
-    from swift.hub import resolve_model_dir
-    from swift.models.registry import get_model_spec
+    from swift.models.loader import resolve_model
 
-    name = m.model
-    if name is None:
-        spec = get_model_spec(m.model_type)
-        name = spec.hf_id if m.use_hf else (spec.ms_id or spec.hf_id)
-    return resolve_model_dir(name, use_hf=m.use_hf, revision=m.model_revision)
+    return resolve_model(m.model, model_type=m.model_type, use_hf=m.use_hf, revision=m.model_revision)
 
 
 def build_engine(args: ParsedArgs):

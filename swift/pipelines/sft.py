@@ -95,9 +95,18 @@ def _load_model(args: ParsedArgs):
     if m.model is None and m.model_type is None:
         raise ArgumentError("model", "give a model: a local folder, a hub id, or a name such as swift-demo")
     return load_model_and_tokenizer(
-        m.model, model_type=m.model_type, torch_dtype=m.torch_dtype, device_map=m.device_map,
+        m.model, model_type=m.model_type, torch_dtype=default_dtype(m.torch_dtype), device_map=m.device_map,
         attn_impl=m.attn_impl, trust_remote_code=m.trust_remote_code, use_hf=m.use_hf,
     )
+
+
+def default_dtype(torch_dtype: str | None) -> str | None:
+    """No --torch_dtype: the config's dtype on a GPU, float32 on CPU (bf16 matmuls are slow on most CPUs)."""
+    if torch_dtype is not None:
+        return torch_dtype
+    import torch
+
+    return None if torch.cuda.is_available() else "float32"
 
 
 def _make_template(args: ParsedArgs, tokenizer):

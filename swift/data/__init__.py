@@ -1,0 +1,39 @@
+"""Datasets: load, detect the format, normalise, validate, self-cognition, encode (cached), pack, collate.
+
+    train, val = load_datasets(["data.jsonl", "self-cognition#100"], model_name=["小黄", "Xiao Huang"],
+                               model_author=["魔搭", "ModelScope"])
+    ds = encode_rows(train, template)            # datasets.Dataset: input_ids, labels, length
+    ds = pack_dataset(ds, max_length=2048)       # optional
+    collator = DataCollator(tokenizer.pad_token_id, padding_free=True)
+
+Encoding, packing and collating import datasets / torch, so they load on first use.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from swift.data.catalog import DATASETS, DatasetSpec, find_dataset, register_dataset
+from swift.data.formats import FORMATS, Row, detect_format, normalize
+from swift.data.loader import load_datasets, parse_dataset_spec
+
+_LAZY = {
+    "encode_rows": "swift.data.encode",
+    "pack_dataset": "swift.data.packing",
+    "DataCollator": "swift.data.collator",
+    "count_tokens": "swift.data.collator",
+}
+
+__all__ = [
+    "DATASETS", "DatasetSpec", "find_dataset", "register_dataset", "FORMATS", "Row", "detect_format", "normalize",
+    "load_datasets", "parse_dataset_spec", *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'swift.data' has no attribute {name!r}")

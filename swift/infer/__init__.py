@@ -1,0 +1,28 @@
+"""Inference: the `Engine` protocol, the PyTorch engine, terminal chat and batch inference.
+
+Names are imported lazily, so `import swift.infer` (and the request types) cost no torch import.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "RequestConfig": "swift.infer.protocol",
+    "InferRequest": "swift.infer.protocol",
+    "InferResponse": "swift.infer.protocol",
+    "Engine": "swift.infer.protocol",
+    "PtEngine": "swift.infer.pt",
+    "run_chat": "swift.infer.chat",
+    "infer_rows": "swift.infer.batch",
+    "load_for_inference": "swift.infer.loading",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'swift.infer' has no attribute '{name}'")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,284 @@
+"""`PtEngine`: inference with plain PyTorch through `transformers`' `generate`.
+
+Batches are left padded with an attention mask, so a batched greedy reply is the same, token for token,
+as the reply to the same prompt alone. Replies end at the template's stop tokens (eos, end of turn), at
+the user's stop strings, or at `max_new_tokens`.
+"""
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
+
+from swift.infer.protocol import FinishReason, InferRequest, InferResponse, RequestConfig, find_stop
+from swift.infer.streaming import IncrementalDecoder, StopStringFilter
+from swift.utils.errors import SwiftError
+
+__all__ = ["PtEngine", "PromptTemplate"]
+
+
+class PromptTemplate(Protocol):
+    """The part of `swift.templates.Template` that inference needs."""
+
+    stop_token_ids: list[int]
+
+    def encode_prompt(self, messages: list[dict[str, Any]]) -> list[int]:
+        """Token ids of the chat history (ending with a user turn) plus the generation prompt."""
+        ...
+
+
+class PtEngine:
+    """Generate with a `transformers` causal LM (optionally a peft model) on its own device.
+
+    Args:
+        model: A causal LM with `generate` (a `PreTrainedModel` or a `PeftModel`).
+        tokenizer: Its tokenizer; used to decode and to pick the padding id.
+        template: Encodes messages to prompt ids and names the stop token ids.
+        max_batch_size: Most prompts run through one `generate` call.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, template: PromptTemplate, *, max_batch_size: int = 16):
+        if max_batch_size < 1:
+            raise SwiftError(f"max_batch_size must be at least 1, got {max_batch_size}.")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.template = template
+        self.max_batch_size = max_batch_size
+        self.stop_token_ids = [int(t) for t in template.stop_token_ids]
+        if not self.stop_token_ids and tokenizer.eos_token_id is not None:
+            self.stop_token_ids = [int(tokenizer.eos_token_id)]
+        pad = tokenizer.pad_token_id
+        if pad is None:
+            pad = self.stop_token_ids[0] if self.stop_token_ids else 0
+        self.pad_token_id = int(pad)
+        # one generate at a time: a model (and its KV cache) is not shared safely between threads
+        self._lock = threading.Lock()
+        model.eval()
+
+    @property
+    def device(self) -> torch.device:
+        """Where the prompt ids go (the device of the input embeddings)."""
+        return self.model.get_input_embeddings().weight.device
+
+    # ----------------------------------------------------------------------------- non-streaming
+    def infer(self, requests: list[InferRequest], config: RequestConfig | None = None) -> list[InferResponse]:
+        """Generate one reply per request, batching up to `max_batch_size` prompts of similar length.
+
+        Args:
+            requests: Conversations, each ending with a user turn.
+            config: Generation settings; greedy with 512 new tokens when None.
+
+        Returns:
+            One `InferResponse` per request, in the order of `requests`.
+        """
+        config = config or RequestConfig()
+        prompts = [self._encode(r) for r in requests]
+        # similar lengths share a batch, so there is little padding; the order is restored below
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        results: list[InferResponse | None] = [None] * len(prompts)
+        for start in range(0, len(order), self.max_batch_size):
+            chunk = order[start:start + self.max_batch_size]
+            for i, resp in zip(chunk, self._generate_batch([prompts[i] for i in chunk], config)):
+                results[i] = resp
+        return [r for r in results if r is not None]
+
+    def _encode(self, request: InferRequest) -> list[int]:
+        if not request.messages:
+            raise SwiftError("An inference request has no messages; give at least one user message.")
+        ids = list(self.template.encode_prompt(request.messages))
+        if not ids:
+            raise SwiftError("The template encoded the request's messages to an empty prompt.")
+        return ids
+
+    def _generate_batch(self, prompts: list[list[int]], config: RequestConfig) -> list[InferResponse]:
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):  # left padding: every prompt ends at the same column
+            input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, width - len(ids):] = 1
+        stopper = _StopStringCriteria(self.tokenizer, config.stop, self.stop_token_ids, width, len(prompts))
+        criteria = StoppingCriteriaList([stopper] if stopper.stops else [])
+        with self._lock, _seeded(config.seed, self.device), torch.inference_mode():
+            out = self.model.generate(
+                input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
+                stopping_criteria=criteria, **self._generate_kwargs(config))
+        out = out.cpu()
+        return [self._finish(out[row, width:].tolist(), len(prompts[row]), stopper.stop_at[row], config)
+                for row in range(len(prompts))]
+
+    def _finish(self, generated: list[int], prompt_len: int, stop_at: int | None,
+                config: RequestConfig) -> InferResponse:
+        """Cut the generated ids at the first stop token or stop string and build the response."""
+        limit = stop_at if stop_at is not None else len(generated)
+        ids, n_completion, reason = generated[:limit], limit, "length"
+        if stop_at is not None:
+            reason = "stop"
+        stop_set = set(self.stop_token_ids)
+        for j, tok in enumerate(ids):
+            if tok in stop_set:
+                ids, n_completion, reason = ids[:j], j + 1, "stop"
+                break
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        cut = find_stop(text, config.stop)
+        if cut is not None:
+            text, reason = text[:cut], "stop"
+        return InferResponse(text=text, prompt_tokens=prompt_len, completion_tokens=n_completion,
+                             finish_reason=_as_reason(reason), token_ids=ids)
+
+    def _generate_kwargs(self, config: RequestConfig) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": config.max_new_tokens,
+            "do_sample": config.do_sample,
+            "num_beams": 1,
+            "eos_token_id": list(self.stop_token_ids),
+            "pad_token_id": self.pad_token_id,
+            "repetition_penalty": config.repetition_penalty,
+        }
+        if config.do_sample:  # greedy leaves them unset: the model's sampling defaults then draw no warning
+            kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=config.top_k)
+        return kwargs
+
+    # ----------------------------------------------------------------------------------- streaming
+    def stream(self, request: InferRequest, config: RequestConfig | None = None) -> Iterator[str]:
+        """Yield the reply to one request as text deltas, as it is generated.
+
+        Deltas never split a character, stop strings are never shown (not even their first characters),
+        and the deltas concatenate to the text `infer` returns for the same request and config. Closing
+        the iterator early stops generation.
+        """
+        config = config or RequestConfig()
+        prompt = self._encode(request)
+        tokens: queue.Queue = queue.Queue()
+        cancel = threading.Event()
+        worker = threading.Thread(target=self._stream_worker, args=(prompt, config, tokens, cancel),
+                                  name="swift-pt-stream", daemon=True)
+        worker.start()
+        try:
+            yield from self._stream_text(tokens, config)
+        finally:
+            cancel.set()
+            worker.join()
+
+    def _stream_worker(self, prompt: list[int], config: RequestConfig, tokens: queue.Queue,
+                       cancel: threading.Event) -> None:
+        try:
+            input_ids = torch.tensor([prompt], dtype=torch.long, device=self.device)
+            with self._lock, _seeded(config.seed, self.device), torch.inference_mode():
+                self.model.generate(
+                    input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                    streamer=_QueueStreamer(tokens), stopping_criteria=StoppingCriteriaList([_Cancel(cancel)]),
+                    **self._generate_kwargs(config))
+        except BaseException as e:  # handed to the consuming thread, which re-raises it
+            tokens.put(_Failure(e))
+        finally:
+            tokens.put(_END)
+
+    def _stream_text(self, tokens: queue.Queue, config: RequestConfig) -> Iterator[str]:
+        decoder = IncrementalDecoder(self.tokenizer)
+        filt = StopStringFilter(config.stop)
+        stop_set = set(self.stop_token_ids)
+        while True:
+            item = tokens.get()
+            if item is _END:
+                break
+            if isinstance(item, _Failure):
+                raise item.error
+            if item in stop_set:
+                break
+            text, stopped = filt.feed(decoder.push(item))
+            if text:
+                yield text
+            if stopped:
+                return
+        text, stopped = filt.feed(decoder.flush())
+        text += "" if stopped else filt.flush()
+        if text:
+            yield text
+
+
+def _as_reason(reason: str) -> FinishReason:
+    return "stop" if reason == "stop" else "length"
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
+    """Seed sampling for one call without changing the caller's random state."""
+    if seed is None:
+        yield
+        return
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+class _StopStringCriteria(StoppingCriteria):
+    """Ends each row once its text contains a stop string; records after how many new tokens."""
+
+    def __init__(self, tokenizer: Any, stops: Sequence[str] | None, stop_token_ids: list[int],
+                 prompt_width: int, batch_size: int):
+        self.stops = [s for s in stops or () if s]
+        self.stop_token_ids = set(stop_token_ids)
+        self.prompt_width = prompt_width
+        self.stop_at: list[int | None] = [None] * batch_size
+        self._done = [False] * batch_size
+        self._decoders = [IncrementalDecoder(tokenizer) for _ in range(batch_size)] if self.stops else []
+        self._filters = [StopStringFilter(self.stops) for _ in range(batch_size)] if self.stops else []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        n_new = input_ids.shape[1] - self.prompt_width
+        last = input_ids[:, -1].tolist()
+        for row, tok in enumerate(last):
+            if self._done[row]:
+                continue
+            if tok in self.stop_token_ids:  # generate's own eos check ends this row
+                self._done[row] = True
+                continue
+            _, stopped = self._filters[row].feed(self._decoders[row].push(tok))
+            if stopped:
+                self._done[row] = True
+                self.stop_at[row] = n_new
+        return torch.tensor([at is not None for at in self.stop_at], dtype=torch.bool, device=input_ids.device)
+
+
+class _Cancel(StoppingCriteria):
+    """Ends generation when the streaming consumer has gone away or saw a stop string."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class _QueueStreamer(BaseStreamer):
+    """Puts each generated token id on a queue (the prompt, pushed first by `generate`, is skipped)."""
+
+    def __init__(self, tokens: queue.Queue):
+        self.tokens = tokens
+        self._prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        for tok in value.reshape(-1).tolist():
+            self.tokens.put(int(tok))
+
+    def end(self) -> None:  # the worker thread signals the end itself, also after a failure
+        pass
+
+
+class _Failure:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+_END = object()

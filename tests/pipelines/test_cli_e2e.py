@@ -1,0 +1,130 @@
+"""End to end through the command line: train a few steps, then infer, export and resume."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from swift.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _chat_file(path: Path, n: int = 24) -> Path:
+    rows = []
+    for i in range(n):
+        rows.append({"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
+                                  {"role": "assistant", "content": f"{i} plus {i} is {2 * i}."}]})
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def _only_run(output_dir: Path) -> Path:
+    runs = [p for p in output_dir.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def _checkpoints(run: Path) -> list[Path]:
+    return sorted((p for p in run.glob("checkpoint-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
+
+
+def test_sft_lora_then_infer_and_export(tmp_path, tiny_qwen2_dir, self_cognition_file, capsys):
+    out = tmp_path / "output"
+    rc = main(["sft", "--model", tiny_qwen2_dir, "--dataset", f"{self_cognition_file}#16", "--max_steps", "4",
+               "--save_steps", "2", "--logging_steps", "1", "--per_device_train_batch_size", "2",
+               "--model_name", "swift-robot", "--model_author", "swift", "--output_dir", str(out),
+               "--split_dataset_ratio", "0.2", "--eval_steps", "2", "--learning_rate", "1e-3"])
+    assert rc == 0
+    run = _only_run(out)
+    ckpts = _checkpoints(run)
+    assert [c.name for c in ckpts] == ["checkpoint-2", "checkpoint-4"]
+    last = ckpts[-1]
+    assert (last / "adapter_config.json").is_file() and (last / "args.json").is_file()
+    assert (run / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    logs = [json.loads(line) for line in (run / "logging.jsonl").read_text().splitlines()]
+    assert any("loss" in r for r in logs) and any("eval_loss" in r for r in logs)
+    assert json.loads((run / "args.json").read_text())["model_name"] == ["swift-robot"]
+    assert "hub_token" not in json.loads((run / "args.json").read_text())
+
+    # batch inference needs nothing but the checkpoint and data
+    result = tmp_path / "result.jsonl"
+    rc = main(["infer", "--adapters", str(last), "--val_dataset", str(_chat_file(tmp_path / "q.jsonl", 3)),
+               "--max_new_tokens", "8", "--result_path", str(result)])
+    assert rc == 0
+    lines = [json.loads(x) for x in result.read_text().splitlines()]
+    assert len(lines) == 3 and all(isinstance(x["response"], str) for x in lines)
+
+    merged = tmp_path / "merged"
+    assert main(["export", "--adapters", str(last), "--merge_lora", "true", "--output_dir", str(merged)]) == 0
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    assert not any("lora" in n for n, _ in model.named_parameters())
+
+
+def test_interactive_infer_answers(tmp_path, tiny_qwen2_dir):
+    out = tmp_path / "output"
+    assert main(["sft", "--model", tiny_qwen2_dir, "--dataset", str(_chat_file(tmp_path / "d.jsonl")),
+                 "--max_steps", "1", "--output_dir", str(out), "--add_version", "false"]) == 0
+    ckpt = _checkpoints(out)[-1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-m", "swift", "infer", "--adapters", str(ckpt), "--max_new_tokens", "5"],
+                       input="who are you?\nexit\n", capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    # one reply was printed (the reply marker), and the loop ended on "exit"
+    assert r.stdout.count(">>> ") == 1, r.stdout
+
+
+def test_full_tuning_and_infer_from_checkpoint(tmp_path, tiny_llama_dir):
+    out = tmp_path / "output"
+    assert main(["sft", "--model", tiny_llama_dir, "--tuner_type", "full", "--dataset",
+                 str(_chat_file(tmp_path / "d.jsonl")), "--max_steps", "2", "--output_dir", str(out),
+                 "--add_version", "false", "--system", "You are a calculator."]) == 0
+    ckpt = _checkpoints(out)[-1]
+    assert (ckpt / "model.safetensors").is_file()
+    result = tmp_path / "r.jsonl"
+    assert main(["infer", "--model", str(ckpt), "--val_dataset", str(_chat_file(tmp_path / "q.jsonl", 2)),
+                 "--max_new_tokens", "4", "--result_path", str(result)]) == 0
+    assert len(result.read_text().splitlines()) == 2
+
+
+def test_pt_raw_text(tmp_path, tiny_qwen2_dir):
+    data = tmp_path / "text.jsonl"
+    data.write_text("\n".join(json.dumps({"text": f"Line {i}: the quick brown fox."}) for i in range(12)) + "\n")
+    out = tmp_path / "output"
+    assert main(["pt", "--model", tiny_qwen2_dir, "--dataset", str(data), "--max_steps", "2", "--output_dir",
+                 str(out), "--add_version", "false", "--tuner_type", "lora"]) == 0
+    assert _checkpoints(out)
+
+
+def test_resume_true_continues_latest_run(tmp_path, tiny_qwen2_dir):
+    out = tmp_path / "output"
+    data = str(_chat_file(tmp_path / "d.jsonl"))
+    common = ["--model", tiny_qwen2_dir, "--dataset", data, "--save_steps", "2", "--output_dir", str(out),
+              "--logging_steps", "1"]
+    assert main(["sft", *common, "--max_steps", "2"]) == 0
+    run = _only_run(out)
+    assert main(["sft", *common, "--max_steps", "4", "--resume_from_checkpoint", "true"]) == 0
+    assert _only_run(out) == run
+    assert [c.name for c in _checkpoints(run)] == ["checkpoint-2", "checkpoint-4"]
+
+
+def test_bad_data_names_file_row_field(tmp_path, tiny_qwen2_dir, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]})
+                   + "\n" + json.dumps({"messages": [{"role": "user", "content": None}]}) + "\n")
+    rc = main(["sft", "--model", tiny_qwen2_dir, "--dataset", str(bad), "--output_dir", str(tmp_path / "o")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "bad.jsonl" in err and "row 2" in err
+
+
+@pytest.mark.parametrize("flag", ["--lora_rank", "--num_train_epochs"])
+def test_bad_flag_values_are_user_errors(tmp_path, flag, capsys):
+    assert main(["sft", "--model", "x", "--dataset", "y", flag, "0"]) == 2
+    assert flag in capsys.readouterr().err

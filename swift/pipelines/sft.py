@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +72,15 @@ def _training_arguments(args: ParsedArgs, run_dir: Path, has_eval: bool, mode: s
     }
     if has_eval:
         kwargs.update(eval_strategy="steps", eval_steps=tr.eval_steps or tr.save_steps)
+    import torch
+
+    if not torch.cuda.is_available():
+        kwargs["dataloader_pin_memory"] = False  # pinning needs an accelerator; avoids a warning per run
     kwargs.update(args.hf)
     kwargs.pop("resume_from_checkpoint", None)
     dtype = args.groups["ModelArguments"].torch_dtype
     if "bf16" not in args.hf and "fp16" not in args.hf:
         # Mixed precision only on a GPU; weights loaded in bf16/fp16 then train in that dtype directly.
-        import torch
-
         kwargs["bf16"] = bool(torch.cuda.is_available() and dtype == "bfloat16")
         kwargs["fp16"] = bool(torch.cuda.is_available() and dtype == "float16")
     if "warmup_ratio" in kwargs:
@@ -175,6 +178,8 @@ def run_sft(args: ParsedArgs, mode: str = "sft") -> dict[str, Any]:
     import transformers
 
     start = time.time()
+    # peft still calls transformers' deprecated `is_gradient_checkpointing`; the notice is not for our users.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     tr = args.groups["TrainArguments"]
     transformers.set_seed(tr.seed)
     reuse_dir, resume_ckpt = _resolve_resume(tr, tr.output_dir)

@@ -128,3 +128,18 @@ def test_bad_data_names_file_row_field(tmp_path, tiny_qwen2_dir, capsys):
 def test_bad_flag_values_are_user_errors(tmp_path, flag, capsys):
     assert main(["sft", "--model", "x", "--dataset", "y", flag, "0"]) == 2
     assert flag in capsys.readouterr().err
+
+
+def test_ms_swift_readme_command_runs_unchanged(tmp_path, monkeypatch, tiny_qwen2_dir, self_cognition_file):
+    """ms-swift's README quick-start command, unchanged but for a local model and a local file."""
+    from tests_cli_flags import MS_SWIFT_README
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["sft", *MS_SWIFT_README.format(model=tiny_qwen2_dir, data=self_cognition_file).split()]
+    assert main(argv) == 0
+    run = _only_run(tmp_path / "output")
+    # 500 sampled rows / (batch 1 x accumulation 16) -> 32 optimizer steps, the last one saved
+    assert [c.name for c in _checkpoints(run)] == ["checkpoint-32"]
+    saved = json.loads((run / "args.json").read_text())
+    assert saved["torch_dtype"] == "bfloat16" and saved["gradient_accumulation_steps"] == 16
+    assert saved["dataloader_num_workers"] == 4

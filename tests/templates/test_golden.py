@@ -18,10 +18,7 @@ MODES = ["words", "chunked", "full", "hf", "jinja"]
 
 def _template(tok, mode: str, **kw):
     t = get_template(tok, **kw)
-    if mode == "jinja":
-        t._fast = False
-    elif t._tok.mode != mode:
-        t._tok.set_mode(mode)
+    t._force(mode)
     return t
 
 
@@ -81,9 +78,7 @@ def test_golden(family: Family, mode: str):
                 assert decoded in (reply + family.eot, " " + reply + family.eot)
             else:
                 assert decoded == reply + family.eot
-    if mode in ("words", "chunked", "full", "hf"):
-        assert template._fast
-    assert template._tok.mode == ("words" if mode == "jinja" else mode)
+    assert template.encoder_mode == mode
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
@@ -131,7 +126,7 @@ def test_qwen3_thinking(mode: str):
             assert labeled == ["2 + 2 = 4.<|im_end|>", "6<|im_end|>"]  # history drops the reasoning
         else:
             assert labeled == ["4<|im_end|>", "6<|im_end|>"]  # lstrip('\n') of the last reply
-    assert template._fast or mode == "jinja"
+    assert template.encoder_mode == mode
 
 
 def test_modes_agree_on_varied_rows():

@@ -194,7 +194,7 @@ def test_rows_the_fast_path_cannot_take():
     ]
     for messages, out in zip(rows, template.batch_encode(rows)):
         assert out["input_ids"] == _ref(tok, messages)
-    assert template._fast
+    assert template.encoder_mode == "words"
     twice = get_template(tok, "{% for m in messages %}{{ m['content'] + '|' + m['content'] + eos_token }}"
                               "{% endfor %}")
     out = twice.encode(CHAT)
@@ -210,7 +210,7 @@ def test_content_dependent_template_falls_back_to_jinja(caplog):
     rows = [CHAT, [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "Longer answer"}], CHAT]
     with caplog.at_level(logging.WARNING):
         outs = template.batch_encode(rows)
-    assert not template._fast and "fast path does not reproduce" in caplog.text
+    assert template.encoder_mode == "jinja" and "fast path does not reproduce" in caplog.text
     for messages, out in zip(rows, outs):
         assert out["input_ids"] == _ref(tok, messages, chat_template=template.chat_template)
         assert tok.decode(_labeled(out)) == messages[-1]["content"] + "<|im_end|>"
@@ -220,18 +220,18 @@ def test_content_dependent_template_falls_back_to_jinja(caplog):
     for messages, out in zip(rows, lengths.batch_encode(rows)):
         assert out["input_ids"] == _ref(tok, messages, chat_template=lengths.chat_template)
         assert tok.decode(_labeled(out)) == messages[-1]["content"] + "<|im_end|>"
-    assert lengths._fast and all(shape.layout is None for shape in lengths._shapes.values())
+    assert lengths.encoder_mode == "words" and all(s.layout is None for s in lengths._rows.shapes.values())
 
 
 def test_word_cache_mismatch_steps_down(caplog):
     tok = make_tokenizer()
     template = get_template(tok)
-    assert template._tok.mode == "words"
+    assert template.encoder_mode == "words"
     template._tok.words.cache[" there"] = [5]  # a wrong cached word: the row checks must notice
     with caplog.at_level(logging.WARNING):
         out = template.encode(CHAT)
     assert out["input_ids"] == _ref(tok, CHAT)
-    assert template._tok.mode == "chunked" and "words -> chunked" in caplog.text
+    assert template.encoder_mode == "chunked" and "words -> chunked" in caplog.text
 
 
 @pytest.mark.parametrize("prepend", ["always", "first"])
@@ -257,3 +257,28 @@ def test_sentencepiece_style_tokenizer(prepend: str):
     template = get_template(tok, LLAMA3)
     for messages, out in zip(convs * 2, template.batch_encode(convs * 2)):
         assert out["input_ids"] == _ref(tok, messages, chat_template=LLAMA3)
+
+
+def test_pickle_round_trip():
+    """datasets.map(num_proc=...) pickles the template into its workers."""
+    import pickle
+
+    tok = make_tokenizer()
+    template = get_template(tok, max_length=64)
+    first = template.batch_encode([CHAT] * 4)
+    clone = pickle.loads(pickle.dumps(template))
+    assert clone.batch_encode([CHAT] * 4) == first
+    assert clone.fingerprint() == template.fingerprint()
+    assert clone.encoder_mode == "words"
+
+
+def test_python_mode_cuts_at_the_spans():
+    """Slow tokenizers have no offsets: pieces between span boundaries are tokenized alone."""
+    tok = make_tokenizer()
+    template = get_template(tok)
+    template._force("python")
+    with_system = [{"role": "system", "content": "S"}, *CHAT, *CHAT]
+    for messages in (CHAT, with_system):
+        out = template.encode(messages)
+        assert out["input_ids"] == _ref(tok, messages)  # the cuts fall on token boundaries with ChatML
+        assert tok.decode(_labeled(out)) == "Hello! How can I help?<|im_end|>" * (messages.count(CHAT[1]))

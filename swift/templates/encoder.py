@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
+from swift.templates.words import WordEncoding
+
 IGNORE = -100
 _CACHE_MAX = 4096
 _SAMPLE_EVERY = 1000  # words mode: compare one chunk in this many with the Rust tokenizer
@@ -121,6 +123,11 @@ class Tokenize:
         self.split_re = re.compile("(" + (alts or "(?!)") + ")")
         every = sorted((t.content for t in added.values() if t.content.strip()), key=len, reverse=True)
         self.any_added_re = re.compile("|".join(re.escape(t) for t in every) or "(?!)")
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_cache"] = {}
+        return state
 
     # ---- encoding -----------------------------------------------------------------------------------------
     def encode_texts(self, texts: list[str]) -> list:
@@ -272,7 +279,11 @@ def assemble(chunks: Sequence, lengths: Sequence[int], spans: Sequence[tuple[int
         first = last = None
         j = max(bisect_right(char_starts, a) - 1, 0)
         while j <= last_chunk and char_starts[j] < b:
-            t = _first_ending_after(chunks[j], a - char_starts[j])
+            chunk = chunks[j]
+            if type(chunk) is WordEncoding:
+                t = chunk.first_ending_after(a - char_starts[j])
+            else:
+                t = _first_ending_after(chunk, a - char_starts[j])
             if t is not None:
                 first = tok_starts[j] + t
                 break
@@ -281,7 +292,11 @@ def assemble(chunks: Sequence, lengths: Sequence[int], spans: Sequence[tuple[int
             continue
         j = min(bisect_left(char_starts, b) - 1, last_chunk)
         while j >= 0 and char_starts[j + 1] > a:
-            t = _last_starting_before(chunks[j], b - char_starts[j], lengths[j])
+            chunk = chunks[j]
+            if type(chunk) is WordEncoding:
+                t = chunk.last_starting_before(b - char_starts[j])
+            else:
+                t = _last_starting_before(chunk, b - char_starts[j], lengths[j])
             if t is not None:
                 last = tok_starts[j] + t
                 break

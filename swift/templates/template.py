@@ -12,39 +12,21 @@ import gc
 import hashlib
 import json
 import logging
-import re
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
-from swift.templates.encoder import IGNORE, Plan, StaticChunk, Tokenize, assemble
-from swift.templates.layout import (
-    Layout,
-    LayoutUnsupported,
-    compile_layout,
-    content_triggers,
-    eot_pattern,
-    find_spans,
-)
+from swift.templates.encoder import IGNORE, Tokenize, assemble
+from swift.templates.errors import EncodeError
+from swift.templates.rows import Restart, Row, RowMaker
 from swift.templates.specs import get_spec
-from swift.utils.errors import ArgumentError, SwiftError
+from swift.utils.errors import ArgumentError
 from swift.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
-ROLES = ("system", "user", "assistant", "tool")
 TRUNCATION_STRATEGIES = ("delete", "left", "right")
 LOSS_SCALES = ("all", "last_round")
 ENCODER_VERSION = 1
-_VERIFY_ROWS = 3  # rows of each conversation shape checked against jinja + tokenizer
-_VERIFY_SLOW_ROWS = 8
-
-
-class EncodeError(SwiftError):
-    """A row cannot be encoded. `reason` is "too_long", "no_labels" or "bad_messages"."""
-
-    def __init__(self, reason: str, message: str):
-        self.reason = reason
-        super().__init__(message)
+MODES = ("words", "chunked", "full", "hf", "python")
 
 
 @contextmanager
@@ -58,34 +40,6 @@ def _no_gc():
     finally:
         if enabled:
             gc.enable()
-
-
-class _Restart(Exception):
-    """The fast path was switched off or the tokenization mode changed; prepare the batch again."""
-
-
-@dataclass
-class _Shape:
-    """A compiled conversation shape (key: generation prompt?, roles, empty contents)."""
-
-    layout: Layout | None = None
-    error: EncodeError | None = None
-    plan: Plan | None = None
-    ops: list[tuple[int, str, str]] = field(default_factory=list)  # (slot, lead, trail) to strip/guard
-    label_all: frozenset[int] = frozenset()
-    label_last: frozenset[int] = frozenset()
-    eot: dict[int, int] = field(default_factory=dict)
-    steps: list[tuple] = field(default_factory=list)  # per plan item: (StaticChunk | None, parts, cacheable, plain)
-    checked: int = 0
-
-
-@dataclass
-class _Row:
-    chunks: list  # StaticChunk | (text, cacheable) -> encodings after tokenization
-    lengths: list[int]
-    spans: list[tuple[int, int]]
-    text: str | None = None  # the whole rendered text, kept for rows that are verified
-    check: bool = False
 
 
 class Template:
@@ -104,27 +58,51 @@ class Template:
         self.tokenizer = tokenizer
         self.chat_template = chat_template
         self.name = name
-        self.system = system
         self.max_length = max_length
         self.truncation_strategy = truncation_strategy
-        self.loss_scale = loss_scale
         self._tok = Tokenize(tokenizer)
-        added = [t.content for t in (getattr(tokenizer, "added_tokens_decoder", {}) or {}).values()]
-        added = [t for t in added if t.strip()]
-        self._eot_re = eot_pattern(added)
-        self._triggers = content_triggers(chat_template)
-        self._fast = self._triggers is not None
-        # Contents holding an added token or a string the template looks for need care (see _prepare_fast).
-        route = sorted(set(added) | set(self._triggers or ()), key=len, reverse=True)
-        self._route_re = re.compile("|".join(map(re.escape, route))) if route else None
-        self._shapes: dict[tuple, _Shape] = {}
-        self._slow_checked = 0
-        self._fingerprint: str | None = None
+        self._rows = RowMaker(tokenizer, chat_template, name, self._tok, system, loss_scale)
         self._add_bos = False
         bos = getattr(tokenizer, "bos_token_id", None)
         if bos is not None:
             self._add_bos = list(tokenizer("a", add_special_tokens=True)["input_ids"][:1]) == [bos]
-        self.stop_token_ids = self._find_stop_tokens()
+        self.stop_token_ids: list[int] = self._rows.stop_tokens()
+
+    @property
+    def system(self) -> str | None:
+        """The system prompt that replaces (or is inserted into) every conversation's; None keeps theirs."""
+        return self._rows.system
+
+    @system.setter
+    def system(self, value: str | None) -> None:
+        self._rows.system = value
+
+    @property
+    def loss_scale(self) -> str:
+        """"all": every assistant reply is labeled; "last_round": only the last one."""
+        return self._rows.loss_scale
+
+    @loss_scale.setter
+    def loss_scale(self, value: str) -> None:
+        if value not in LOSS_SCALES:
+            raise ArgumentError("loss_scale", f"must be one of {', '.join(LOSS_SCALES)}, got {value!r}.")
+        self._rows.loss_scale = value
+
+    @property
+    def encoder_mode(self) -> str:
+        """How rows are encoded now: "jinja" (every row rendered by jinja) or the tokenization mode of the fast
+        path ("words", "chunked", "full", "hf", "python"; see `swift.templates.encoder`). For logs and tests."""
+        return self._tok.mode if self._rows.fast else "jinja"
+
+    def _force(self, mode: str) -> None:
+        """Use `mode` (one of MODES, or "jinja") from now on; for tests and benchmarks."""
+        if mode == "jinja":
+            self._rows.fast = False
+        else:
+            if mode not in MODES or (mode == "words" and self._tok.words is None):
+                raise ValueError(f"mode {mode!r} is not available for this tokenizer")
+            self._tok.set_mode(mode)
+        self._rows.reset()
 
     # ---- public API ---------------------------------------------------------------------------------------
     def encode(self, messages: list[dict]) -> dict:
@@ -146,9 +124,9 @@ class Template:
         with _no_gc():
             for _ in range(8):
                 try:
-                    rows = [self._prepare(messages, generation=False) for messages in batch]
+                    rows = [self._rows.prepare(messages, generation=False) for messages in batch]
                     return self._tokenize(rows, labels=True)
-                except _Restart:
+                except Restart:
                     continue
         raise RuntimeError("template encoding did not settle")  # pragma: no cover - each restart degrades a mode
 
@@ -161,10 +139,10 @@ class Template:
         """
         for _ in range(8):
             try:
-                row = self._prepare(messages, generation=True)
+                row = self._rows.prepare(messages, generation=True)
                 out = self._tokenize([row], labels=False)[0]
                 break
-            except _Restart:
+            except Restart:
                 continue
         if isinstance(out, EncodeError):
             raise out
@@ -206,240 +184,48 @@ class Template:
 
     def render(self, messages: list[dict], add_generation_prompt: bool = False) -> str:
         """The conversation as text, rendered with jinja exactly like `apply_chat_template(tokenize=False)`."""
-        msgs, _, _, _ = self._validate(messages, need_assistant=False)
-        return self._render(msgs, add_generation_prompt)
+        msgs, _, _, _ = self._rows.validate(messages, need_assistant=False)
+        return self._rows.render(msgs, add_generation_prompt)
 
     def fingerprint(self) -> str:
         """A stable hash of everything that changes the encoding."""
-        if self._fingerprint is None:
-            tok = self.tokenizer
-            vocab = self._tok.vocab_hash or hashlib.sha256(
-                json.dumps(sorted(tok.get_vocab().items())).encode()).hexdigest()
-            state = {
-                "encoder": ENCODER_VERSION, "name": self.name, "chat_template": self.chat_template,
-                "system": self.system, "max_length": self.max_length, "truncation": self.truncation_strategy,
-                "loss_scale": self.loss_scale, "vocab": vocab,
-                "specials": {k: str(v) for k, v in sorted(getattr(tok, "special_tokens_map", {}).items())},
-                "bos": getattr(tok, "bos_token_id", None), "eos": getattr(tok, "eos_token_id", None),
-                "add_bos": self._add_bos, "split_special": bool(getattr(tok, "split_special_tokens", False)),
-            }
-            self._fingerprint = hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
-        return self._fingerprint
+        tok = self.tokenizer
+        vocab = self._tok.vocab_hash or hashlib.sha256(
+            json.dumps(sorted(tok.get_vocab().items())).encode()).hexdigest()
+        state = {
+            "encoder": ENCODER_VERSION, "name": self.name, "chat_template": self.chat_template,
+            "system": self.system, "max_length": self.max_length, "truncation": self.truncation_strategy,
+            "loss_scale": self.loss_scale, "vocab": vocab,
+            "specials": {k: str(v) for k, v in sorted(getattr(tok, "special_tokens_map", {}).items())},
+            "bos": getattr(tok, "bos_token_id", None), "eos": getattr(tok, "eos_token_id", None),
+            "add_bos": self._add_bos, "split_special": bool(getattr(tok, "split_special_tokens", False)),
+        }
+        return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
 
     def __repr__(self) -> str:
         return (f"Template(name={self.name!r}, max_length={self.max_length}, "
                 f"truncation_strategy={self.truncation_strategy!r}, loss_scale={self.loss_scale!r})")
 
     # ---- preparing rows -----------------------------------------------------------------------------------
-    def _validate(self, messages, need_assistant: bool):
-        if not isinstance(messages, (list, tuple)) or not messages:
-            raise EncodeError("bad_messages", f"messages must be a non-empty list of dicts, got {messages!r:.80}.")
-        roles, contents, simple = [], [], True
-        for i, m in enumerate(messages):
-            if not isinstance(m, dict):
-                raise EncodeError("bad_messages", f"message {i} must be a dict with 'role' and 'content', "
-                                                  f"got {type(m).__name__}.")
-            role, content = m.get("role"), m.get("content")
-            if role not in ROLES:
-                raise EncodeError("bad_messages", f"message {i}: role {role!r} is not one of "
-                                                  f"{', '.join(ROLES)}.")
-            if not isinstance(content, str):
-                raise EncodeError("bad_messages", f"message {i} ({role}): content must be a string, "
-                                                  f"got {type(content).__name__}.")
-            if len(m) != 2:
-                simple = False
-            roles.append(role)
-            contents.append(content)
-        msgs = messages
-        if self.system is not None:
-            if roles[0] == "system":
-                contents[0] = self.system
-                msgs = [{**messages[0], "content": self.system}, *messages[1:]]
-            else:
-                roles.insert(0, "system")
-                contents.insert(0, self.system)
-                msgs = [{"role": "system", "content": self.system}, *messages]
-        if need_assistant and "assistant" not in roles:
-            raise EncodeError("bad_messages", "messages have no assistant turn, so there is nothing to learn; "
-                                              f"roles are {roles}.")
-        return msgs, roles, contents, simple
-
-    def _prepare(self, messages, generation: bool) -> _Row | EncodeError:
-        try:
-            msgs, roles, contents, simple = self._validate(messages, need_assistant=not generation)
-            if generation and roles[-1] not in ("user", "tool"):
-                raise EncodeError("bad_messages", "a prompt for generation must end with a user (or tool) "
-                                                  f"message, got {roles[-1]!r}.")
-            key = (generation, tuple(roles), tuple(not c for c in contents))
-            shape = self._shapes.get(key) or self._compile(key)
-            if shape.error is not None:
-                return shape.error
-            if shape.layout is None:
-                return self._prepare_slow(msgs, roles, generation)
-            if not (self._fast and simple):  # jinja renders; the shape's literals still locate the replies
-                return self._prepare_slow(msgs, roles, generation, shape)
-            return self._prepare_fast(shape, msgs, roles, contents, generation)
-        except EncodeError as e:
-            return e
-
-    def _prepare_fast(self, shape: _Shape, msgs, roles, contents: list[str], generation: bool) -> _Row:
-        for slot, lead, trail in shape.ops:
-            c = contents[slot]
-            if (lead == "guard" and c[:1].isspace()) or (trail == "guard" and c[-1:].isspace()):
-                return self._prepare_slow(msgs, roles, generation, shape)
-            if lead == "strip":
-                c = c.lstrip()
-            if trail == "strip":
-                c = c.rstrip()
-            contents[slot] = c
-        whole = False
-        if self._route_re is not None and self._route_re.search("\x00".join(contents)):
-            for c in contents:
-                if self._route_re.search(c):
-                    if any(t in c for t in self._triggers):
-                        return self._prepare_slow(msgs, roles, generation, shape)
-                    whole = True  # an added token inside a content: tokenize the row in one piece
-        label = () if generation else (shape.label_all if self.loss_scale == "all" else shape.label_last)
-        eot = shape.eot
-        chunks, lengths, spans = [], [], []
-        pos = 0
-        for static, parts, cacheable, plain in shape.steps:
-            if static is not None:
-                chunks.append(static)
-                lengths.append(static.length)
-                pos += static.length
-                continue
-            if len(parts) == 2 and type(parts[0]) is str:  # the usual chunk: a header, then a content
-                lit, p = parts
-                c = contents[p]
-                if p in label:
-                    a = pos + len(lit)
-                    spans.append((a, a + len(c) + eot[p]))
-                text = lit + c
-            else:
-                buf, at = [], pos
-                for p in parts:
-                    if type(p) is str:
-                        buf.append(p)
-                        at += len(p)
-                    else:
-                        c = contents[p]
-                        if p in label:
-                            spans.append((at, at + len(c) + eot[p]))
-                        buf.append(c)
-                        at += len(c)
-                text = "".join(buf)
-            chunks.append((text, cacheable, plain))
-            n = len(text)
-            lengths.append(n)
-            pos += n
-        row = _Row(chunks, lengths, spans)
-        if len(chunks) == 1 and type(chunks[0]) is tuple:
-            row.text = chunks[0][0]
-        check = shape.checked < _VERIFY_ROWS
-        if whole or check:
-            text = row.text if row.text is not None else shape.layout.render(contents)
-            row.text = text
-            if whole:
-                row.chunks, row.lengths = [(text, False, False)], [len(text)]
-        if check:
-            shape.checked += 1
-            if self._render(msgs, generation) != row.text:
-                self._fast = False
-                logger.warning("Template %s: the fast path does not reproduce the chat template for roles %s; "
-                               "rendering every row with jinja from now on (slower).", self.name, roles)
-                raise _Restart()
-            row.check = True  # the chunked tokenization is checked against the tokenizer too
-        return row
-
-    def _prepare_slow(self, msgs, roles: list[str], generation: bool, shape: _Shape | None = None) -> _Row:
-        """Render with jinja; find the replies from the shape's literals if given, else by searching them."""
-        text = self._render(msgs, generation)
-        spans: list[tuple[int, int]] = []
-        if not generation:
-            label = [i for i, r in enumerate(roles) if r == "assistant"]
-            if self.loss_scale == "last_round":
-                label = label[-1:]
-            where = shape.layout.locate(text) if shape is not None else None
-            if where is not None and all(i in where for i in label):
-                spans = sorted((where[i][0], where[i][1] + self._eot_len(text, where[i][1])) for i in label)
-            else:
-                plain = [{"role": r, "content": m["content"]} for r, m in zip(roles, msgs)]
-                try:
-                    spans = find_spans(text, plain, label, self._eot_len, self._triggers or ())
-                except LookupError as e:
-                    raise EncodeError("bad_messages", f"cannot find the assistant reply in the rendered chat "
-                                                      f"({e}); the chat template rewrites it. Try --template "
-                                                      "NAME.") from e
-        row = _Row([(text, False, False)], [len(text)], spans, text=text)
-        if self._slow_checked < _VERIFY_SLOW_ROWS:
-            self._slow_checked += 1
-            row.check = True
-        return row
-
-    def _render(self, msgs, generation: bool) -> str:
-        try:
-            return self.tokenizer.apply_chat_template(list(msgs), chat_template=self.chat_template,
-                                                      tokenize=False, add_generation_prompt=generation)
-        except Exception as e:  # jinja's raise_exception, TemplateError, ...
-            raise EncodeError("bad_messages", f"the chat template of '{self.name}' rejected the messages: "
-                                              f"{e}") from e
-
-    def _eot_len(self, text: str, pos: int) -> int:
-        m = self._eot_re.match(text, pos)
-        return m.end() - pos if m else 0
-
-    def _compile(self, key: tuple) -> _Shape:
-        generation, roles, empty = key
-        shape = _Shape()
-        try:
-            layout = compile_layout(self._render_raw, roles, empty, generation)
-        except LayoutUnsupported as e:
-            logger.debug("Template %s: roles %s take the jinja path (%s).", self.name, roles, e)
-            layout = None
-        except Exception as e:
-            shape.error = EncodeError("bad_messages", f"the chat template of '{self.name}' rejected a "
-                                                      f"conversation with roles {list(roles)}: {e}")
-            layout = None
-        if layout is not None:
-            slots = [p for p in layout.pieces if isinstance(p, int)]
-            shape.layout = layout
-            plan = shape.plan = self._tok.plan(layout.pieces, roles)
-            shape.steps = [(item, None, False, False) if type(item) is StaticChunk else (None, tuple(item), c, p)
-                           for item, c, p in zip(plan.items, plan.cacheable, plan.plain)]
-            shape.ops = [(s, layout.lead[s], layout.trail[s]) for s in slots
-                         if (layout.lead[s], layout.trail[s]) != ("keep", "keep")]
-            answers = [s for s in slots if roles[s] == "assistant"]
-            last = max((i for i, r in enumerate(roles) if r == "assistant"), default=-1)
-            shape.label_all = frozenset(answers)
-            shape.label_last = frozenset(s for s in answers if s == last)
-            shape.eot = {s: self._eot_len(layout.literal_after(s), 0) for s in answers}
-        self._shapes[key] = shape
-        return shape
-
-    def _render_raw(self, msgs, generation: bool) -> str:
-        return self.tokenizer.apply_chat_template(msgs, chat_template=self.chat_template, tokenize=False,
-                                                  add_generation_prompt=generation)
-
     # ---- tokenizing rows ----------------------------------------------------------------------------------
-    def _tokenize(self, rows: list, labels: bool) -> list[dict | EncodeError]:
-        live = [r for r in rows if isinstance(r, _Row)]
+    def _tokenize(self, rows: list[Row | EncodeError], labels: bool) -> list[dict | EncodeError]:
+        live = [r for r in rows if isinstance(r, Row)]
         if self._tok.mode == "python":
             pairs = [self._tok.python_encode(r.text, r.spans) for r in live]
         else:
             self._tok.run([r.chunks for r in live])
             if self._tok.mismatch is not None:
                 self._step_down(self._tok.mismatch)
-                raise _Restart()
+                raise Restart()
             pairs = [assemble(r.chunks, r.lengths, r.spans) for r in live]
             for r, (ids, _) in zip(live, pairs):
                 if r.check and ids != self._tok.reference_ids(r.text):
                     self._step_down(r.text)
-                    raise _Restart()
+                    raise Restart()
         out: list = []
         it = iter(pairs)
         for r in rows:
-            if not isinstance(r, _Row):
+            if not isinstance(r, Row):
                 out.append(r)
                 continue
             ids, lab = next(it)
@@ -463,8 +249,7 @@ class Template:
         logger.log(logging.WARNING if old == "words" else logging.INFO,
                    "Template %s: tokenization mode %s -> %s (%s differs from the tokenizer on %r).",
                    self.name, old, new, old, text[:80])
-        self._shapes.clear()
-        self._slow_checked = 0
+        self._rows.reset()
 
     def _finish(self, ids: list[int], labels: list[int]) -> dict | EncodeError:
         limit = self.max_length
@@ -489,25 +274,6 @@ class Template:
             ids = ids[-limit:]
         return {"input_ids": ids}
 
-    def _find_stop_tokens(self) -> list[int]:
-        stops = []
-        eos = getattr(self.tokenizer, "eos_token_id", None)
-        if eos is not None:
-            stops.append(eos)
-        for roles in (("user", "assistant"), ("system", "user", "assistant")):
-            try:
-                layout = compile_layout(self._render_raw, roles, [False] * len(roles), False)
-            except Exception:
-                continue
-            if len(roles) - 1 in layout.pieces:
-                after = layout.literal_after(len(roles) - 1)
-                m = self._eot_re.match(after)
-                if m:
-                    tid = self.tokenizer.convert_tokens_to_ids(m.group(0).strip())
-                    if isinstance(tid, int) and tid not in stops:
-                        stops.append(tid)
-            break
-        return stops
 
 
 def get_template(tokenizer, template: str | None = None, *, system: str | None = None,

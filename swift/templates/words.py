@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from bisect import bisect_right
-from itertools import accumulate, chain
+from itertools import chain
 
 # The regex of tokenizers' ByteLevel pre-tokenizer when use_regex=True (GPT-2's).
 _GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -39,42 +38,51 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 class WordEncoding:
-    """The ids of one text, with the part of `tokenizers.Encoding`'s interface the label code needs."""
+    """The ids of one text, split into words (with how many tokens each word has)."""
 
-    __slots__ = ("ids", "words", "counts", "owner", "_starts", "_tok_starts")
+    __slots__ = ("ids", "words", "counts", "owner")
 
     def __init__(self, ids: list[int], words: list[str], counts: list[int], owner: WordTokenizer):
         self.ids, self.words, self.counts, self.owner = ids, words, counts, owner
-        self._starts: list[int] | None = None
-        self._tok_starts: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def _index(self) -> None:
-        self._starts = [0, *accumulate(map(len, self.words))][:-1]
-        self._tok_starts = [0, *accumulate(self.counts)][:-1]
-
-    def char_to_token(self, pos: int) -> int | None:
-        if self._starts is None:
-            self._index()
-        w = bisect_right(self._starts, pos) - 1
-        if w < 0 or pos - self._starts[w] >= len(self.words[w]):
-            return None
-        local = pos - self._starts[w]
-        for k, (s, e) in enumerate(self.owner.char_offsets(self.words[w])):
-            if s <= local < e:
-                return self._tok_starts[w] + k
+    def first_ending_after(self, pos: int) -> int | None:
+        """Index of the first token whose end is after character `pos`, or None."""
+        if pos <= 0:
+            return 0 if self.ids else None
+        at = tok = 0
+        for w, n in zip(self.words, self.counts):
+            end = at + len(w)
+            if end > pos:
+                if at == pos or n == 1:
+                    return tok
+                for k, (_, e) in enumerate(self.owner.char_offsets(w)):  # pos is inside a word of tokens
+                    if at + e > pos:
+                        return tok + k
+            at = end
+            tok += n
         return None
 
-    def token_to_chars(self, i: int) -> tuple[int, int]:
-        if self._tok_starts is None:
-            self._index()
-        w = bisect_right(self._tok_starts, i) - 1
-        while self.counts[w] == 0:  # pragma: no cover - every word has at least one token
-            w -= 1
-        s, e = self.owner.char_offsets(self.words[w])[i - self._tok_starts[w]]
-        return self._starts[w] + s, self._starts[w] + e
+    def last_starting_before(self, end: int) -> int | None:
+        """Index of the last token that starts before character `end`, or None."""
+        if end <= 0 or not self.ids:
+            return None
+        at = tok = 0
+        for w, n in zip(self.words, self.counts):
+            stop = at + len(w)
+            if stop >= end:
+                if stop == end or n == 1:
+                    return tok + n - 1
+                last = tok
+                for k, (s, _) in enumerate(self.owner.char_offsets(w)):
+                    if at + s < end:
+                        last = tok + k
+                return last
+            at = stop
+            tok += n
+        return len(self.ids) - 1
 
 
 class WordTokenizer:
@@ -103,6 +111,10 @@ class WordTokenizer:
     def from_spec(cls, spec: dict, backend) -> WordTokenizer | None:
         """A WordTokenizer reproducing `backend` (a `tokenizers.Tokenizer` serialized as `spec`), or None if its
         pipeline is one this module does not reproduce."""
+        try:
+            import regex
+        except ImportError:  # pragma: no cover - a dependency of transformers
+            return None
         norm, pre, model = spec.get("normalizer"), spec.get("pre_tokenizer"), spec.get("model") or {}
         if norm is not None and norm.get("type") != "NFC":
             return None
@@ -120,8 +132,6 @@ class WordTokenizer:
                 if "Regex" in pattern:
                     patterns.append(pattern["Regex"])
                 elif "String" in pattern:
-                    import regex
-
                     patterns.append(regex.escape(pattern["String"]))
                 else:
                     return None
@@ -137,6 +147,11 @@ class WordTokenizer:
             return cls(backend, patterns, nfc=norm is not None)
         except Exception:  # a pattern Python's `regex` does not accept
             return None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["cache"], state["_offsets"] = {}, {}
+        return state
 
     def encode(self, text: str) -> WordEncoding | None:
         """The encoding of `text`, or None if this text should go to the Rust tokenizer."""

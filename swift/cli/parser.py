@@ -13,11 +13,12 @@ import inspect
 import json
 import sys
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from swift.pipelines import arguments as A
+from swift.pipelines.arguments import ParsedArgs
 from swift.utils.errors import ArgumentError, SwiftError
 
 _TRUE = {"true", "1", "yes", "y", "on"}
@@ -61,28 +62,6 @@ class FlagSpec:
     choices: tuple[str, ...] | None = None
     optional: bool = False
     group: str = ""
-
-
-@dataclass
-class ParsedArgs:
-    """The result of parsing: one instance per argument group, the pass-through transformers flags and the
-    flat dict of every value (what `args.json` stores)."""
-
-    command: str
-    groups: dict[str, Any]
-    hf: dict[str, Any]
-    flat: dict[str, Any] = field(default_factory=dict)
-    explicit: set[str] = field(default_factory=set)
-
-    def __getattr__(self, name: str) -> Any:
-        groups = self.__dict__.get("groups", {})
-        for g in groups.values():
-            if name in {f.name for f in dataclasses.fields(g)}:
-                return getattr(g, name)
-        hf = self.__dict__.get("hf", {})
-        if name in hf:
-            return hf[name]
-        raise AttributeError(name)
 
 
 def _field_docs(cls: type) -> dict[str, str]:
@@ -260,6 +239,14 @@ def _unknown_flag_error(unknown: list[str], specs: list[FlagSpec]) -> ArgumentEr
     return ArgumentError(name, f"unknown flag.{hint}")
 
 
+# Keys a run's args.json records beside the flags.
+DERIVED_KEYS = {"model_dir", "command"}
+
+
+def _all_flag_names() -> set[str]:
+    return {s.name for command in A.COMMAND_GROUPS for s in command_specs(command)}
+
+
 def parse_args(command: str, argv: list[str] | None = None, config: dict[str, Any] | None = None) -> ParsedArgs:
     """Parse a command's flags (and an optional --config file) into its argument groups."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -274,10 +261,16 @@ def parse_args(command: str, argv: list[str] | None = None, config: dict[str, An
     file_values = dict(config or {})
     if ns.config:
         file_values.update(load_config_file(ns.config))
+    other_commands = _all_flag_names()
     for key, value in file_values.items():
         key = A.ALIASES.get(key, key)
         if key not in by_name:
-            continue  # args.json also records derived values (e.g. the resolved model folder)
+            # A run's args.json also holds derived values (the resolved model folder) and flags of the command
+            # that wrote it (`swift infer --config <sft run>/args.json`); anything else is a typo.
+            if key in DERIVED_KEYS or key in other_commands:
+                continue
+            err = _unknown_flag_error([f"--{key}"], specs)
+            raise ArgumentError("config", f"{ns.config or 'config'}: unknown key {key!r}: {err.reason}")
         values[key] = _coerce(by_name[key], value)
     values.update(cli)
     return build_parsed(command, values, explicit=set(cli) | set(file_values))

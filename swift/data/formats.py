@@ -79,6 +79,11 @@ def detect_format(keys: Iterable[str]) -> str | None:
         return "query_response"
     if "text" in keys:
         return "text"
+    # Prompts without replies (batch inference); for training the missing reply is then named as the bad field.
+    if "instruction" in keys:
+        return "alpaca"
+    if "query" in keys:
+        return "query_response"
     return None
 
 
@@ -119,8 +124,9 @@ def _list(value: Any, field: str) -> list:
     raise RowError(field, f"expected a list, got {type_name(value)}", "wrong type")
 
 
-def check_turns(messages: list[dict], field: Callable[[int], str], whole: str) -> None:
-    """Check the turn order: optional system first, then user/assistant alternating, ending with assistant."""
+def check_turns(messages: list[dict], field: Callable[[int], str], whole: str, reply: bool = True) -> None:
+    """Check the turn order: optional system first, then user/assistant alternating, ending with assistant
+    (or, with `reply=False`, for prompts to answer, with either)."""
     start = 1 if messages and messages[0]["role"] == "system" else 0
     if len(messages) == start:
         raise RowError(whole, "no user or assistant turn", "no assistant turn")
@@ -133,14 +139,14 @@ def check_turns(messages: list[dict], field: Callable[[int], str], whole: str) -
             raise RowError(field(i), f"expected role '{expected}' here, got '{role}' (after an optional system "
                                      "message, turns alternate user, assistant, user, ...)", "bad turn order")
         expected = "assistant" if expected == "user" else "user"
-    if messages[-1]["role"] != "assistant":
+    if messages[-1]["role"] != "assistant" and reply:
         if len(messages) - start == 1:
             raise RowError(whole, "no assistant turn", "no assistant turn")
         raise RowError(field(len(messages) - 1), "the conversation ends with a user turn that has no assistant "
                                                  "reply", "no assistant turn")
 
 
-def _from_messages(raw: Mapping[str, Any]) -> list[dict]:
+def _from_messages(raw: Mapping[str, Any], reply: bool = True) -> list[dict]:
     msgs = _list(raw.get("messages", _MISSING), "messages")
     out = []
     for i, m in enumerate(msgs):
@@ -154,11 +160,11 @@ def _from_messages(raw: Mapping[str, Any]) -> list[dict]:
             raise RowError(f"messages[{i}].role", f"unknown role {role!r}; expected 'system', 'user' or 'assistant'",
                            "unknown role")
         out.append({"role": role, "content": _string(m.get("content", _MISSING), f"messages[{i}].content")})
-    check_turns(out, lambda i: f"messages[{i}].role", "messages")
+    check_turns(out, lambda i: f"messages[{i}].role", "messages", reply)
     return out
 
 
-def _from_sharegpt(raw: Mapping[str, Any]) -> list[dict]:
+def _from_sharegpt(raw: Mapping[str, Any], reply: bool = True) -> list[dict]:
     turns = _list(raw.get("conversations", _MISSING), "conversations")
     out = []
     for i, t in enumerate(turns):
@@ -184,7 +190,7 @@ def _from_sharegpt(raw: Mapping[str, Any]) -> list[dict]:
         offset = 1
     else:
         offset = 0
-    check_turns(out, lambda i: f"conversations[{i - offset}].{role_key}", "conversations")
+    check_turns(out, lambda i: f"conversations[{i - offset}].{role_key}", "conversations", reply)
     return out
 
 
@@ -202,7 +208,7 @@ def _history(raw: Mapping[str, Any], system: str | None) -> list[dict]:
     return out
 
 
-def _from_alpaca(raw: Mapping[str, Any]) -> list[dict]:
+def _from_alpaca(raw: Mapping[str, Any], reply: bool = True) -> list[dict]:
     out = _history(raw, _optional_string(raw.get("system"), "system"))
     instruction = _optional_string(raw.get("instruction", _MISSING), "instruction")
     extra = _optional_string(raw.get("input"), "input")
@@ -210,14 +216,16 @@ def _from_alpaca(raw: Mapping[str, Any]) -> list[dict]:
     if not query:
         raise RowError("instruction", "empty content (both 'instruction' and 'input' are empty)", "empty content")
     out.append({"role": "user", "content": query})
-    out.append({"role": "assistant", "content": _string(raw.get("output", _MISSING), "output")})
+    if reply or raw.get("output") is not None:
+        out.append({"role": "assistant", "content": _string(raw.get("output", _MISSING), "output")})
     return out
 
 
-def _from_query_response(raw: Mapping[str, Any]) -> list[dict]:
+def _from_query_response(raw: Mapping[str, Any], reply: bool = True) -> list[dict]:
     out = _history(raw, _optional_string(raw.get("system"), "system"))
     out.append({"role": "user", "content": _string(raw.get("query", _MISSING), "query")})
-    out.append({"role": "assistant", "content": _string(raw.get("response", _MISSING), "response")})
+    if reply or raw.get("response") is not None:
+        out.append({"role": "assistant", "content": _string(raw.get("response", _MISSING), "response")})
     return out
 
 
@@ -226,7 +234,9 @@ _CHAT = {"messages": _from_messages, "sharegpt": _from_sharegpt, "alpaca": _from
 
 
 def normalize(raw: Any, fmt: str, mode: str = "sft") -> dict:
-    """One raw row in format `fmt` as a canonical row (`messages` for sft, `text` for pt).
+    """One raw row in format `fmt` as a canonical row (`messages` for sft and infer, `text` for pt).
+
+    Mode "infer" reads prompts to answer: the conversation may end with a user turn (no reply).
 
     Raises:
         RowError: the row is malformed.
@@ -238,7 +248,7 @@ def normalize(raw: Any, fmt: str, mode: str = "sft") -> dict:
             raise RowError("text", "this is pre-training data (a 'text' column, no conversation); use `swift pt` "
                                    "(mode 'pt') or chat data with 'messages'", "wrong format")
         return {"text": _string(raw.get("text", _MISSING), "text")}
-    messages = _CHAT[fmt](raw)
+    messages = _CHAT[fmt](raw, mode != "infer")
     if mode == "pt":
         # Chat rows used for pre-training become one text: the contents in order.
         return {"text": "\n".join(m["content"] for m in messages)}

@@ -26,7 +26,7 @@ from swift.utils.logging import get_logger
 
 logger = get_logger("swift.data")
 
-MODES = ("sft", "pt")
+MODES = ("sft", "pt", "infer")
 MAX_DROP_FRACTION = 0.10
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
@@ -201,7 +201,8 @@ def load_datasets(datasets: Sequence[str], *, val_datasets: Sequence[str] = (), 
         model_name: self-cognition name, one value or (Chinese, English).
         model_author: self-cognition author, one value or (Chinese, English).
         use_hf: hub datasets from Hugging Face (True) or ModelScope (False); None reads `USE_HF`, else ModelScope.
-        mode: "sft" gives `{"messages": [...]}` rows, "pt" gives `{"text": ...}` rows.
+        mode: "sft" gives `{"messages": [...]}` rows, "pt" gives `{"text": ...}` rows; "infer" gives
+            `{"messages": [...]}` prompts that may end with a user turn (no reply needed).
 
     Returns:
         (train rows, validation rows or None). Rows are `Row` dicts that keep their file and row number.

@@ -163,7 +163,7 @@ def load_model_and_tokenizer(model: str | None, *, torch_dtype: str | None = Non
                              attn_impl: str | None = None, quantization_config: Any = None,
                              trust_remote_code: bool = False, use_hf: bool | None = None,
                              model_type: str | None = None, model_kwargs: dict[str, Any] | None = None,
-                             revision: str | None = None) -> tuple[Any, Any, str]:
+                             revision: str | None = None, token: str | None = None) -> tuple[Any, Any, str]:
     """Load a model and its tokenizer.
 
     Args:
@@ -176,7 +176,7 @@ def load_model_and_tokenizer(model: str | None, *, torch_dtype: str | None = Non
         use_hf: Hub choice, see `resolve_model`.
         model_type: Registry name, used when `model` is None.
         model_kwargs: Extra keyword arguments for `from_pretrained`; they win over the ones above.
-        revision: Hub revision to download.
+        revision: Hub revision to download. token: Hub access token (never logged).
 
     Returns:
         (model, tokenizer, model_dir). For multimodal models the second item is the processor (its
@@ -186,7 +186,7 @@ def load_model_and_tokenizer(model: str | None, *, torch_dtype: str | None = Non
         SwiftError: Unknown model, missing files, remote code without `trust_remote_code`.
         ArgumentError: A bad dtype or attention implementation.
     """
-    model_dir = resolve_model(model, model_type=model_type, use_hf=use_hf, revision=revision)
+    model_dir = resolve_model(model, model_type=model_type, use_hf=use_hf, revision=revision, token=token)
     info = model_info(model_dir)
     _check_remote_code(info, trust_remote_code)
     dtype = resolve_torch_dtype(torch_dtype, info["torch_dtype"])

@@ -96,7 +96,7 @@ MODELS: list[ModelSpec] = [
           is_multimodal=True, tags=("chat", "vision")),
     # Llama 3.x
     _spec("llama3.1-8b-instruct", "meta-llama/Llama-3.1-8B-Instruct", "LLM-Research/Meta-Llama-3.1-8B-Instruct",
-          aliases=("llama3.1", "llama-3.1-8b-instruct"), template="llama3", architectures=_LLAMA,
+          aliases=("llama3.1", "llama3", "llama", "llama-3.1-8b-instruct"), template="llama3", architectures=_LLAMA,
           requires="4.43", tags=("chat", "gated")),
     _spec("llama3.2-1b-instruct", "meta-llama/Llama-3.2-1B-Instruct", "LLM-Research/Llama-3.2-1B-Instruct",
           aliases=("llama3.2", "llama-3.2-1b-instruct"), template="llama3_2", architectures=_LLAMA,

@@ -6,8 +6,9 @@ flag. This module imports nothing heavy: `swift <cmd> --help` builds its parser 
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from swift.utils.errors import ArgumentError
 
@@ -44,8 +45,9 @@ class ModelArguments:
     from its config.json."""
     model_revision: str | None = None
     """Hub revision (branch, tag or commit) to download."""
-    torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None
-    """Weights dtype. Default: the model config's dtype on GPU, float32 on CPU."""
+    torch_dtype: Literal["auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16"] | None = None
+    """Weights dtype (fp32/bf16/fp16 are short for the same). Default: the model config's dtype on GPU, float32 on
+    CPU."""
     attn_impl: str | None = None
     """Attention implementation: sdpa, eager, flash_attention_2. Default: transformers' choice."""
     device_map: str | None = None
@@ -290,3 +292,25 @@ COMMAND_GROUPS: dict[str, tuple[type, ...]] = {
 
 # Commands that also accept every transformers.TrainingArguments flag.
 TAKES_HF_TRAINING_FLAGS = {"sft", "pt"}
+
+
+@dataclass
+class ParsedArgs:
+    """The result of parsing: one instance per argument group, the pass-through transformers flags and the
+    flat dict of every value (what `args.json` stores)."""
+
+    command: str
+    groups: dict[str, Any]
+    hf: dict[str, Any]
+    flat: dict[str, Any] = field(default_factory=dict)
+    explicit: set[str] = field(default_factory=set)
+
+    def __getattr__(self, name: str) -> Any:
+        groups = self.__dict__.get("groups", {})
+        for g in groups.values():
+            if name in {f.name for f in dataclasses.fields(g)}:
+                return getattr(g, name)
+        hf = self.__dict__.get("hf", {})
+        if name in hf:
+            return hf[name]
+        raise AttributeError(name)

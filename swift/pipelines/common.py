@@ -19,6 +19,8 @@ ARGS_FILE = "args.json"
 MANIFEST_FILE = "manifest.json"
 # Never written to args.json or logs.
 SECRET_KEYS = {"hub_token", "api_key", "push_to_hub_token"}
+# Not recorded in args.json: they describe this invocation, not the run (a rerun from args.json starts fresh).
+TRANSIENT_KEYS = {"resume_from_checkpoint"}
 _VERSION_RE = re.compile(r"^v(\d+)-")
 
 
@@ -40,18 +42,18 @@ def new_run_dir(output_dir: str, add_version: bool) -> Path:
             n += 1
 
 
-def latest_run_dir(output_dir: str) -> Path | None:
-    """The newest versioned run folder under output_dir (by version number), if any."""
+def run_dirs(output_dir: str) -> list[Path]:
+    """The versioned run folders under output_dir, newest (highest version) first."""
     root = Path(output_dir)
     if not root.is_dir():
-        return None
+        return []
     runs = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _VERSION_RE.match(p.name))]
-    return max(runs)[1] if runs else None
+    return [p for _, p in sorted(runs, reverse=True)]
 
 
 def public_args(flat: dict[str, Any]) -> dict[str, Any]:
     """The flat argument dict without secrets, ready for args.json."""
-    return {k: v for k, v in flat.items() if k not in SECRET_KEYS}
+    return {k: v for k, v in flat.items() if k not in SECRET_KEYS and k not in TRANSIENT_KEYS}
 
 
 def package_versions() -> dict[str, str]:

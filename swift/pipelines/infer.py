@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from swift.cli.parser import ParsedArgs
+from swift.pipelines.arguments import ParsedArgs
 from swift.pipelines.common import adapter_base_model, is_adapter_dir, read_checkpoint_args
 from swift.utils.errors import ArgumentError
-from swift.utils.logging import get_logger
+from swift.utils.logging import get_logger, quiet_library_warnings
 
 logger = get_logger("swift.infer")
 
@@ -43,11 +43,13 @@ def resolve_base_model(args: ParsedArgs, saved: dict[str, Any], adapters: list[s
         raise ArgumentError("model", "give --model or --adapters <checkpoint>")
     from swift.models.loader import resolve_model
 
-    return resolve_model(m.model, model_type=m.model_type, use_hf=m.use_hf, revision=m.model_revision)
+    return resolve_model(m.model, model_type=m.model_type, use_hf=m.use_hf, revision=m.model_revision,
+                         token=m.hub_token)
 
 
 def build_engine(args: ParsedArgs):
     """Load model (+ adapters) and return (engine, template)."""
+    quiet_library_warnings()
     inf = args.groups["InferArguments"]
     adapters = list(inf.adapters)
     saved: dict[str, Any] = {}
@@ -61,6 +63,9 @@ def build_engine(args: ParsedArgs):
             raise ArgumentError("adapters", f"{a} has no adapter_config.json: is it a LoRA checkpoint? "
                                 "For a full-tuning checkpoint use --model <checkpoint>")
     model_dir = resolve_base_model(args, saved, adapters)
+    from swift.trainers.checkpoint import adapter_for_inference
+
+    adapters = [adapter_for_inference(a) for a in adapters]
     from swift.infer.loading import load_for_inference
     from swift.infer.pt import PtEngine
     from swift.templates import get_template
@@ -92,7 +97,7 @@ def run_infer(args: ParsedArgs) -> str | None:
         from swift.infer.batch import infer_rows
 
         rows, _ = load_datasets(data, strict=d.strict, model_name=d.model_name, model_author=d.model_author,
-                                use_hf=args.groups["ModelArguments"].use_hf)
+                                use_hf=args.groups["ModelArguments"].use_hf, mode="infer")
         out = inf.result_path or _default_result_path(inf.adapters)
         path = infer_rows(engine, rows, config, batch_size=inf.max_batch_size, out_path=out)
         print(f"wrote {len(rows)} responses to {path}", flush=True)

@@ -1,22 +1,22 @@
 """`swift sft` / `swift train` / `swift pt`: model + template + data -> tuner -> trainer -> checkpoints."""
 from __future__ import annotations
 
+import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
-from swift.cli.parser import ParsedArgs
+from swift.pipelines.arguments import ParsedArgs
 from swift.pipelines.common import (
-    latest_run_dir,
     new_run_dir,
     package_versions,
     public_args,
     rows_fingerprint,
+    run_dirs,
     write_run_files,
 )
-from swift.utils.errors import ArgumentError
-from swift.utils.logging import get_logger
+from swift.utils.errors import ArgumentError, SwiftError
+from swift.utils.logging import get_logger, quiet_library_warnings
 
 logger = get_logger("swift.sft")
 
@@ -38,8 +38,10 @@ def _resolve_resume(train_args, output_dir: str) -> tuple[Path | None, str | Non
         if not ckpt.is_dir():
             raise ArgumentError("resume_from_checkpoint", f"checkpoint folder not found: {value}")
         return ckpt.parent, str(ckpt)
-    for candidate in (Path(output_dir), latest_run_dir(output_dir)):
-        if candidate is not None and candidate.is_dir():
+    # --add_version false writes into output_dir itself; else the newest run that holds a complete checkpoint
+    # (a run that failed before its first save leaves an empty folder, which is skipped).
+    for candidate in (Path(output_dir), *run_dirs(output_dir)):
+        if candidate.is_dir():
             ckpt = find_latest_checkpoint(str(candidate))
             if ckpt:
                 return candidate, ckpt
@@ -67,7 +69,8 @@ def _training_arguments(args: ParsedArgs, run_dir: Path, has_eval: bool, mode: s
         "report_to": tr.report_to,
         "remove_unused_columns": False,
         "logging_first_step": True,
-        "disable_tqdm": True,  # our own progress bar replaces transformers'
+        # A live bar (step, loss, token accuracy, tokens/s, ETA) on a terminal; one line per log otherwise (CI, nohup).
+        "disable_tqdm": not sys.stderr.isatty(),
         "save_only_model": False,
     }
     if has_eval:
@@ -88,7 +91,10 @@ def _training_arguments(args: ParsedArgs, run_dir: Path, has_eval: bool, mode: s
         ratio = kwargs.pop("warmup_ratio")
         if ratio and "warmup_steps" not in args.hf:
             kwargs["warmup_steps"] = float(ratio)
-    return TrainingArguments(**kwargs)
+    try:
+        return TrainingArguments(**kwargs)
+    except ValueError as e:  # transformers checks combinations of flags; say it as our error, without a trace
+        raise SwiftError(f"invalid training flags: {e}") from e
 
 
 def _load_model(args: ParsedArgs):
@@ -99,7 +105,8 @@ def _load_model(args: ParsedArgs):
         raise ArgumentError("model", "give a model: a local folder, a hub id, or a name such as swift-demo")
     return load_model_and_tokenizer(
         m.model, model_type=m.model_type, torch_dtype=default_dtype(m.torch_dtype), device_map=m.device_map,
-        attn_impl=m.attn_impl, trust_remote_code=m.trust_remote_code, use_hf=m.use_hf,
+        attn_impl=m.attn_impl, trust_remote_code=m.trust_remote_code, use_hf=m.use_hf, revision=m.model_revision,
+        token=m.hub_token,
     )
 
 
@@ -132,13 +139,9 @@ def _load_data(args: ParsedArgs, template, mode: str):
         seed=d.data_seed if d.data_seed is not None else tr.seed, strict=d.strict, model_name=d.model_name,
         model_author=d.model_author, use_hf=args.groups["ModelArguments"].use_hf, mode=mode,
     )
-    cache = None if d.load_from_cache_file else False
-    train_ds = encode_rows(train_rows, template, mode=mode, num_proc=d.dataset_num_proc, cache_dir=cache,
-                           strict=d.strict, desc="train")
-    val_ds = None
-    if val_rows:
-        val_ds = encode_rows(val_rows, template, mode=mode, num_proc=d.dataset_num_proc, cache_dir=cache,
-                             strict=d.strict, desc="val")
+    enc = dict(mode=mode, num_proc=d.dataset_num_proc, strict=d.strict, load_from_cache_file=d.load_from_cache_file)
+    train_ds = encode_rows(train_rows, template, desc="train", **enc)
+    val_ds = encode_rows(val_rows, template, desc="val", **enc) if val_rows else None
     max_length = args.groups["TemplateArguments"].max_length
     if d.packing:
         if not max_length:
@@ -162,9 +165,17 @@ def _prepare_tuner(args: ParsedArgs, model):
             use_dora=tu.use_dora, use_rslora=tu.use_rslora, init_weights=init,
             modules_to_save=tu.modules_to_save or None, lorap_lr_ratio=tu.lorap_lr_ratio,
         )
-    return prepare_model(model, tuner_type=tu.tuner_type, lora=lora,
-                         freeze_parameters_ratio=tu.freeze_parameters_ratio,
-                         freeze_parameters=tu.freeze_parameters, trainable_parameters=tu.trainable_parameters)
+    model = prepare_model(model, tuner_type=tu.tuner_type, lora=lora,
+                          freeze_parameters_ratio=tu.freeze_parameters_ratio,
+                          freeze_parameters=tu.freeze_parameters, trainable_parameters=tu.trainable_parameters)
+    if lora is not None and lora.modifies_base_weights:
+        # PiSSA/OLoRA: keep the initial adapter so every checkpoint also gets one for the original base.
+        from swift.tuners.model import SwiftModel, snapshot_adapter
+
+        wrapped = SwiftModel(model)
+        wrapped._initial_adapter = snapshot_adapter(model)
+        return wrapped
+    return model
 
 
 def _targets(values: list[str]) -> str | list[str]:
@@ -178,8 +189,7 @@ def run_sft(args: ParsedArgs, mode: str = "sft") -> dict[str, Any]:
     import transformers
 
     start = time.time()
-    # peft still calls transformers' deprecated `is_gradient_checkpointing`; the notice is not for our users.
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    quiet_library_warnings()
     tr = args.groups["TrainArguments"]
     transformers.set_seed(tr.seed)
     reuse_dir, resume_ckpt = _resolve_resume(tr, tr.output_dir)
@@ -210,7 +220,7 @@ def run_sft(args: ParsedArgs, mode: str = "sft") -> dict[str, Any]:
     if tu.tuner_type == "lora" and tu.lorap_lr_ratio:
         from swift.tuners import create_loraplus_optimizer
 
-        opt = create_loraplus_optimizer(model, lr=hf_args.learning_rate, weight_decay=hf_args.weight_decay,
+        opt = create_loraplus_optimizer(getattr(model, "unwrap", lambda: model)(), lr=hf_args.learning_rate, weight_decay=hf_args.weight_decay,
                                         lorap_lr_ratio=tu.lorap_lr_ratio)
         optimizers = (opt, None)
     trainer = SwiftTrainer(

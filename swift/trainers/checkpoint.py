@@ -27,6 +27,8 @@ CHECKPOINT_PREFIX = "checkpoint"
 TMP_CHECKPOINT_PREFIX = "tmp-checkpoint"
 MARKER_NAME = "swift_checkpoint.json"
 MARKER_FORMAT = 1
+# PiSSA/OLoRA checkpoints: the adapter converted to apply to the original base weights.
+CONVERTED_ADAPTER_DIR = "converted"
 
 _CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)$")
 
@@ -178,3 +180,14 @@ def publish_checkpoint(tmp_dir: str | os.PathLike, final_dir: str | os.PathLike)
     fsync_dir(parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def adapter_for_inference(path: str | os.PathLike) -> str:
+    """The adapter folder to load on the ORIGINAL base model: `<path>/converted` for a PiSSA/OLoRA checkpoint
+    (whose own adapter only fits the modified base it was trained on), else `path` itself."""
+    converted = os.path.join(os.fspath(path), CONVERTED_ADAPTER_DIR)
+    if os.path.isfile(os.path.join(converted, "adapter_config.json")):
+        logger.info("%s is a PiSSA/OLoRA checkpoint: using its adapter converted for the original base, %s",
+                    path, converted)
+        return converted
+    return os.fspath(path)

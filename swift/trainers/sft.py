@@ -14,6 +14,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SaveStrategy, rota
 
 from swift.trainers.callbacks import JsonlLoggerCallback, SwiftProgressCallback
 from swift.trainers.checkpoint import (
+    CONVERTED_ADAPTER_DIR,
     find_latest_checkpoint,
     fsync_tree,
     is_complete_checkpoint,
@@ -343,6 +344,7 @@ class SwiftTrainer(Trainer):
         if self.hp_search_backend is None and trial is None:
             self.store_flos()
         self.save_model(tmp_dir, _internal_call=True)
+        self._save_converted_adapter(tmp_dir)
         self._update_best_checkpoint(run_dir, step)
         if not self.args.save_only_model:
             self._save_optimizer_and_scheduler(tmp_dir)
@@ -369,6 +371,17 @@ class SwiftTrainer(Trainer):
                 use_mtime=True,
             )
         self._paused += time.time() - t0
+
+    def _save_converted_adapter(self, checkpoint_dir: str) -> None:
+        """PiSSA/OLoRA: the checkpoint's adapter applies to the modified base (what resuming needs); also write
+        `converted/`, the same adapter for the ORIGINAL base, which inference, merging and vLLM use."""
+        initial = getattr(self.swift_model, "_initial_adapter", None)
+        if not initial or not self.args.should_save:
+            return
+        from swift.tuners.model import save_converted_adapter
+
+        save_converted_adapter(self.accelerator.unwrap_model(self.model), initial,
+                               os.path.join(checkpoint_dir, CONVERTED_ADAPTER_DIR))
 
     def _update_best_checkpoint(self, run_dir: str, step: int) -> None:
         """Point `best_model_checkpoint` at the final name, including the checkpoint being written now."""

@@ -87,7 +87,7 @@ class SwiftModel(nn.Module):
             freeze_parameters_ratio=config.freeze_parameters_ratio,
             freeze_parameters=config.freeze_parameters, trainable_parameters=config.trainable_parameters)
         if lora is not None and lora.modifies_base_weights:
-            self._initial_adapter = _snapshot_adapter(model)
+            self._initial_adapter = snapshot_adapter(model)
         return model
 
     # ----- delegation -------------------------------------------------------------------------------
@@ -196,11 +196,7 @@ class SwiftModel(nn.Module):
         save_directory = str(save_directory)
         inner = self.unwrap()
         if self._initial_adapter and convert_initial and self.is_peft:
-            with tempfile.TemporaryDirectory(prefix="swift_initial_adapter_") as tmp:
-                for name, data in self._initial_adapter.items():
-                    Path(tmp, name).write_bytes(data)
-                kwargs.setdefault("path_initial_model_for_weight_conversion", tmp)
-                inner.save_pretrained(save_directory, **kwargs)
+            save_converted_adapter(inner, self._initial_adapter, save_directory, **kwargs)
         else:
             inner.save_pretrained(save_directory, **kwargs)
         if save_tokenizer and self.tokenizer is not None and hasattr(self.tokenizer, "save_pretrained"):
@@ -272,7 +268,19 @@ def _alias_key(t: Any) -> tuple | None:
     return (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
 
 
-def _snapshot_adapter(peft_model: nn.Module) -> dict[str, bytes]:
+def save_converted_adapter(peft_model: nn.Module, initial_adapter: dict[str, bytes], save_directory: str,
+                           **kwargs: Any) -> None:
+    """Save a PiSSA/OLoRA adapter converted to apply to the ORIGINAL base weights (plain LoRA of rank 2r).
+
+    `initial_adapter` is what `snapshot_adapter` returned right after the adapter was initialised."""
+    with tempfile.TemporaryDirectory(prefix="swift_initial_adapter_") as tmp:
+        for name, data in initial_adapter.items():
+            Path(tmp, name).write_bytes(data)
+        kwargs.setdefault("path_initial_model_for_weight_conversion", tmp)
+        peft_model.save_pretrained(str(save_directory), **kwargs)
+
+
+def snapshot_adapter(peft_model: nn.Module) -> dict[str, bytes]:
     """The freshly initialised adapter's files, kept in memory for PiSSA/OLoRA conversion on save."""
     import copy
 

@@ -14,7 +14,7 @@ class ArgumentError(SwiftError):
     """A flag or argument has a bad value or combination."""
 
     def __init__(self, flag: str, message: str):
-        self.flag = flag
+        self.flag, self.reason = flag, message
         super().__init__(f"--{flag.lstrip('-')}: {message}")
 
 

@@ -19,3 +19,11 @@ def get_logger(name: str = "swift") -> logging.Logger:
         root.propagate = False
         _CONFIGURED = True
     return logging.getLogger(name if name.startswith("swift") else f"swift.{name}")
+
+
+def quiet_library_warnings() -> None:
+    """Hide notices that libraries address to each other, not to our users (peft still calls transformers'
+    deprecated `is_gradient_checkpointing`)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

@@ -47,6 +47,23 @@ def test_config_file_and_override(tmp_path):
     assert a.model == "a" and a.lora_rank == 16 and a.seed == 7 and a.hf["max_steps"] == 3
 
 
+def test_config_file_typo_is_an_error_but_other_commands_keys_are_not(tmp_path):
+    cfg = tmp_path / "args.json"
+    cfg.write_text(json.dumps({"lora_rnak": 4}))
+    with pytest.raises(ArgumentError, match="lora_rnak.*--lora_rank"):
+        parse_args("sft", ["--config", str(cfg)])
+    # an sft run's args.json given to infer: training flags and derived keys are not infer's, and are skipped
+    cfg.write_text(json.dumps({"model": "a", "lora_rank": 4, "learning_rate": 1e-4, "model_dir": "/m",
+                               "command": "sft", "max_new_tokens": 7}))
+    a = parse_args("infer", ["--config", str(cfg)])
+    assert a.model == "a" and a.max_new_tokens == 7
+
+
+def test_short_dtype_names():
+    assert parse_args("sft", ["--torch_dtype", "bf16"]).torch_dtype == "bfloat16"
+    assert parse_args("infer", ["--torch_dtype", "fp32"]).torch_dtype == "float32"
+
+
 def test_pt_defaults():
     a = parse_args("pt", [])
     assert a.tuner_type == "full" and a.template == "raw"

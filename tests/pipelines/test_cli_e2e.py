@@ -65,6 +65,7 @@ def test_sft_lora_then_infer_and_export(tmp_path, tiny_qwen2_dir, self_cognition
 
     model = AutoModelForCausalLM.from_pretrained(merged)
     assert not any("lora" in n for n, _ in model.named_parameters())
+    assert json.loads((merged / "args.json").read_text())["model_name"] == ["swift-robot"]
 
 
 def test_interactive_infer_answers(tmp_path, tiny_qwen2_dir):
@@ -112,6 +113,73 @@ def test_resume_true_continues_latest_run(tmp_path, tiny_qwen2_dir):
     assert main(["sft", *common, "--max_steps", "4", "--resume_from_checkpoint", "true"]) == 0
     assert _only_run(out) == run
     assert [c.name for c in _checkpoints(run)] == ["checkpoint-2", "checkpoint-4"]
+
+
+def test_resume_true_skips_runs_without_checkpoints(tmp_path, tiny_qwen2_dir):
+    out = tmp_path / "output"
+    common = ["--model", tiny_qwen2_dir, "--dataset", str(_chat_file(tmp_path / "d.jsonl")), "--save_steps", "2",
+              "--output_dir", str(out)]
+    assert main(["sft", *common, "--max_steps", "2"]) == 0
+    run = _only_run(out)
+    (out / "v7-20990101-000000").mkdir()  # a newer run that failed before its first save
+    assert main(["sft", *common, "--max_steps", "4", "--resume_from_checkpoint", "true"]) == 0
+    assert [c.name for c in _checkpoints(run)] == ["checkpoint-2", "checkpoint-4"]
+    # a rerun from args.json starts a fresh run: the resume request is not recorded
+    assert "resume_from_checkpoint" not in json.loads((run / "args.json").read_text())
+
+
+def test_pissa_checkpoint_infers_on_the_original_base(tmp_path, tiny_qwen2_dir):
+    """The checkpoint's own adapter fits the PiSSA-modified base (what resuming needs; peft rebuilds that base by
+    running the SVD again on load); `converted/` is a plain LoRA for the original base (vLLM, other tools, no
+    SVD at load), and `swift infer`/`export` pick it: it gives the trained model's logits."""
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from swift.infer.loading import load_for_inference
+    from swift.trainers.checkpoint import adapter_for_inference
+    from swift.tuners import LoRAConfig, prepare_model
+
+    out = tmp_path / "output"
+    assert main(["sft", "--model", tiny_qwen2_dir, "--dataset", str(_chat_file(tmp_path / "d.jsonl")),
+                 "--max_steps", "3", "--learning_rate", "1e-2", "--init_weights", "pissa", "--output_dir", str(out),
+                 "--add_version", "false", "--lora_dropout", "0"]) == 0
+    ckpt = _checkpoints(out)[-1]
+    assert adapter_for_inference(ckpt) == str(ckpt / "converted")
+    ids = torch.tensor([[3, 17, 29, 41, 5, 60]])
+
+    trained = prepare_model(AutoModelForCausalLM.from_pretrained(tiny_qwen2_dir),
+                            lora=LoRAConfig(r=8, alpha=32, dropout=0.0, init_weights="pissa"))
+    set_peft_model_state_dict(trained, load_file(str(ckpt / "adapter_model.safetensors")))
+    trained.eval()
+    model, _ = load_for_inference(tiny_qwen2_dir, adapters=[adapter_for_inference(ckpt)], torch_dtype="float32")
+    with torch.no_grad():
+        want, got = (m(input_ids=ids).logits for m in (trained, model))
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    converted = json.loads((ckpt / "converted" / "adapter_config.json").read_text())
+    assert converted["init_lora_weights"] is True and converted["r"] == 16  # plain LoRA of rank 2r
+
+
+def test_bad_training_flag_combination_is_a_user_error(tmp_path, tiny_qwen2_dir, capsys):
+    rc = main(["sft", "--model", tiny_qwen2_dir, "--dataset", str(_chat_file(tmp_path / "d.jsonl")),
+               "--output_dir", str(tmp_path / "o"), "--load_best_model_at_end", "true", "--max_steps", "1"])
+    assert rc == 2
+    assert "invalid training flags" in capsys.readouterr().err
+
+
+def test_batch_infer_takes_prompts_without_replies(tmp_path, tiny_qwen2_dir):
+    files = []
+    for i, row in enumerate([{"messages": [{"role": "user", "content": "who are you?"}]},
+                             {"query": "what is 2 plus 2?"}, {"instruction": "Say hello.", "input": ""}]):
+        files.append(tmp_path / f"prompts{i}.jsonl")
+        files[-1].write_text(json.dumps(row) + "\n")  # one format per file: messages, query, alpaca
+    result = tmp_path / "r.jsonl"
+    assert main(["infer", "--model", tiny_qwen2_dir, "--val_dataset", *map(str, files), "--max_new_tokens", "3",
+                 "--result_path", str(result)]) == 0
+    lines = [json.loads(x) for x in result.read_text().splitlines()]
+    assert [x["labels"] for x in lines] == [None, None, None]
+    assert lines[1]["messages"][-1] == {"role": "user", "content": "what is 2 plus 2?"}
 
 
 def test_bad_data_names_file_row_field(tmp_path, tiny_qwen2_dir, capsys):

@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from typing import Any
 
 import torch
 from torch import nn
-from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SaveStrategy, rotate_checkpoints
+from transformers import Trainer, TrainingArguments
 
-from swift.trainers.callbacks import JsonlLoggerCallback, SwiftProgressCallback
-from swift.trainers.checkpoint import (
-    CONVERTED_ADAPTER_DIR,
-    find_latest_checkpoint,
-    fsync_tree,
-    is_complete_checkpoint,
-    publish_checkpoint,
-    remove_stale_temp_checkpoints,
-    temp_checkpoint_dir,
-    write_marker,
-)
+from swift.trainers.checkpoint import CONVERTED_ADAPTER_DIR
+from swift.trainers.saving import resolve_resume, save_checkpoint_atomically, use_swift_callbacks
 from swift.utils.errors import SwiftError
-from swift.utils.io import atomic_write_json
 from swift.utils.logging import get_logger
 
 logger = get_logger("swift.trainers.sft")
@@ -144,12 +132,7 @@ class SwiftTrainer(Trainer):
             processing_class=processing_class,
             **kwargs,
         )
-        for cls in (ProgressCallback, PrinterCallback):
-            while self.callback_handler.pop_callback(cls) is not None:
-                pass
-        self._drop_notebook_callback()
-        self.add_callback(SwiftProgressCallback())
-        self.add_callback(JsonlLoggerCallback())
+        use_swift_callbacks(self)
         self._counts: dict[str, torch.Tensor | None] = {_TRAIN: None, _EVAL: None}
         self._interval_start: float | None = None
         self._paused = 0.0
@@ -187,14 +170,6 @@ class SwiftTrainer(Trainer):
 
             data_collator = DataCollator(_pad_token_id(tokenizer))
         return train_dataset, eval_dataset, data_collator
-
-    def _drop_notebook_callback(self) -> None:
-        try:
-            from transformers.utils.notebook import NotebookProgressCallback
-        except ImportError:  # pragma: no cover - optional IPython
-            return
-        while self.callback_handler.pop_callback(NotebookProgressCallback) is not None:
-            pass
 
     # ---- metrics ----------------------------------------------------------------------------------
     def compute_loss(
@@ -293,25 +268,7 @@ class SwiftTrainer(Trainer):
         ignore_keys_for_eval: list[str] | None = None,
     ) -> Any:
         """Train; `resume_from_checkpoint=True` resumes from the newest COMPLETE checkpoint in output_dir."""
-        output_dir = self.args.output_dir
-        if self.args.should_save:
-            remove_stale_temp_checkpoints(output_dir)
-        if resume_from_checkpoint is True:
-            resume_from_checkpoint = find_latest_checkpoint(output_dir)
-            if resume_from_checkpoint is None:
-                raise SwiftError(
-                    f"No complete checkpoint to resume from in {output_dir}. "
-                    "Start without resume_from_checkpoint, or pass a checkpoint folder."
-                )
-            logger.info("Resuming from %s", resume_from_checkpoint)
-        elif isinstance(resume_from_checkpoint, (str, os.PathLike)):
-            resume_from_checkpoint = os.fspath(resume_from_checkpoint)
-            if not os.path.isdir(resume_from_checkpoint):
-                raise SwiftError(f"resume_from_checkpoint: {resume_from_checkpoint} is not a folder.")
-            if not is_complete_checkpoint(resume_from_checkpoint):
-                logger.warning(
-                    "%s has no valid completeness marker; it may be incomplete.", resume_from_checkpoint
-                )
+        resume_from_checkpoint = resolve_resume(self, resume_from_checkpoint)
         self._counts = {_TRAIN: None, _EVAL: None}
         self._interval_start, self._paused = None, 0.0
         return super().train(
@@ -320,56 +277,10 @@ class SwiftTrainer(Trainer):
             ignore_keys_for_eval=ignore_keys_for_eval,
         )
 
-    def _checkpoint_token(self) -> str:
-        """A suffix for temporary folders, the same on every rank (the main process's pid)."""
-        if self._ckpt_token is None:
-            token = [os.getpid()]
-            if self.args.world_size > 1:
-                from accelerate.utils import broadcast_object_list
-
-                broadcast_object_list(token, from_process=0)
-            self._ckpt_token = str(token[0])
-        return self._ckpt_token
-
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
         """Save like HF does, but into a temporary folder that is renamed to `checkpoint-N` once complete."""
         t0 = time.time()
-        step = self.state.global_step
-        run_dir = self._get_output_dir(trial=trial)
-        final_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{step}")
-        tmp_dir = temp_checkpoint_dir(run_dir, step, self._checkpoint_token())
-        if self.args.should_save and os.path.exists(tmp_dir):
-            shutil.rmtree(tmp_dir)
-        self.accelerator.wait_for_everyone()
-        if self.hp_search_backend is None and trial is None:
-            self.store_flos()
-        self.save_model(tmp_dir, _internal_call=True)
-        self._save_converted_adapter(tmp_dir)
-        self._update_best_checkpoint(run_dir, step)
-        if not self.args.save_only_model:
-            self._save_optimizer_and_scheduler(tmp_dir)
-            self._save_scaler(tmp_dir)
-            self._save_rng_state(tmp_dir)
-        if self.args.should_save:
-            self._save_trainer_state(tmp_dir)
-            for name, obj in self.checkpoint_files.items():
-                atomic_write_json(os.path.join(tmp_dir, name), obj)
-        self.accelerator.wait_for_everyone()  # every rank's files (rng_state_<rank>.pth, shards) are in
-        if self.args.should_save:
-            write_marker(tmp_dir, step, extra={"epoch": self.state.epoch})
-            fsync_tree(tmp_dir)
-            publish_checkpoint(tmp_dir, final_dir)
-            logger.info("Saved checkpoint %s", final_dir)
-        self.accelerator.wait_for_everyone()
-        if self.args.push_to_hub:
-            self._push_from_checkpoint(final_dir)
-        if self.args.should_save:
-            rotate_checkpoints(
-                output_dir=run_dir,
-                save_total_limit=self.args.save_total_limit,
-                best_model_checkpoint=self.state.best_model_checkpoint,
-                use_mtime=True,
-            )
+        save_checkpoint_atomically(self, model, trial, self.checkpoint_files, extra=self._save_converted_adapter)
         self._paused += time.time() - t0
 
     def _save_converted_adapter(self, checkpoint_dir: str) -> None:
@@ -382,29 +293,3 @@ class SwiftTrainer(Trainer):
 
         save_converted_adapter(self.accelerator.unwrap_model(self.model), initial,
                                os.path.join(checkpoint_dir, CONVERTED_ADAPTER_DIR))
-
-    def _update_best_checkpoint(self, run_dir: str, step: int) -> None:
-        """Point `best_model_checkpoint` at the final name, including the checkpoint being written now."""
-        best = self.state.best_global_step
-        strategies = (SaveStrategy.STEPS, SaveStrategy.EPOCH, SaveStrategy.BEST)
-        if self.args.save_strategy in strategies and best:
-            best_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{best}")
-            if best == step or os.path.exists(best_dir):
-                self.state.best_model_checkpoint = best_dir
-
-    def _save_trainer_state(self, output_dir: str) -> None:
-        """trainer_state.json with the current state of every stateful callback (and the control)."""
-        from transformers.trainer_callback import ExportableState
-
-        states: dict[str, Any] = {}
-        for cb in [*self.callback_handler.callbacks, self.control]:
-            if isinstance(cb, ExportableState):
-                name = cb.__class__.__name__
-                if name in states:
-                    if not isinstance(states[name], list):
-                        states[name] = [states[name]]
-                    states[name].append(cb.state())
-                else:
-                    states[name] = cb.state()
-        self.state.stateful_callbacks = states
-        self.state.save_to_json(os.path.join(output_dir, "trainer_state.json"))

@@ -163,7 +163,8 @@ def load_model_and_tokenizer(model: str | None, *, torch_dtype: str | None = Non
                              attn_impl: str | None = None, quantization_config: Any = None,
                              trust_remote_code: bool = False, use_hf: bool | None = None,
                              model_type: str | None = None, model_kwargs: dict[str, Any] | None = None,
-                             revision: str | None = None, token: str | None = None) -> tuple[Any, Any, str]:
+                             revision: str | None = None, token: str | None = None,
+                             task: str = "causal_lm") -> tuple[Any, Any, str]:
     """Load a model and its tokenizer.
 
     Args:
@@ -177,6 +178,8 @@ def load_model_and_tokenizer(model: str | None, *, torch_dtype: str | None = Non
         model_type: Registry name, used when `model` is None.
         model_kwargs: Extra keyword arguments for `from_pretrained`; they win over the ones above.
         revision: Hub revision to download. token: Hub access token (never logged).
+        task: "causal_lm" (the default: a generative model) or "seq_cls" (a reward model: the same backbone
+            with a one-output score head, `AutoModelForSequenceClassification`, num_labels=1).
 
     Returns:
         (model, tokenizer, model_dir). For multimodal models the second item is the processor (its
@@ -202,7 +205,15 @@ def load_model_and_tokenizer(model: str | None, *, torch_dtype: str | None = Non
         kwargs["quantization_config"] = quantization_config
     kwargs.update(model_kwargs or {})
 
-    auto_cls = _auto_model_class(info)
+    if task == "seq_cls":
+        from transformers import AutoModelForSequenceClassification
+
+        auto_cls = AutoModelForSequenceClassification
+        kwargs.setdefault("num_labels", 1)
+    elif task == "causal_lm":
+        auto_cls = _auto_model_class(info)
+    else:
+        raise ArgumentError("task", f"expected causal_lm or seq_cls, got {task!r}")
     tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code, is_multimodal=info["is_multimodal"])
     try:
         loaded = auto_cls.from_pretrained(model_dir, **kwargs)

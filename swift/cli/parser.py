@@ -98,7 +98,7 @@ def _spec_from_type(name: str, tp: Any, default: Any, help_text: str, group: str
     elif tp is float:
         kind = "float"
     elif origin is list:
-        kind = "list"
+        kind = "floats" if args == (float,) else "list"
     elif origin is dict:
         kind = "json"
     else:
@@ -161,6 +161,8 @@ def _add_flag(group: argparse._ArgumentGroup, s: FlagSpec, aliases: list[str]) -
         kw.update(type=_opt_float if s.optional else float, metavar="FLOAT")
     elif s.kind == "list":
         kw.update(nargs="+", metavar="VALUE")
+    elif s.kind == "floats":
+        kw.update(nargs="+", type=float, metavar="FLOAT")
     elif s.kind == "json":
         kw.update(type=str, metavar="JSON")
     else:
@@ -221,6 +223,8 @@ def _coerce(s: FlagSpec, value: Any) -> Any:
             return float(value)
         if s.kind == "list":
             return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+        if s.kind == "floats":
+            return [float(v) for v in value] if isinstance(value, (list, tuple)) else [float(value)]
         if s.kind == "json":
             return value
         return str(value) if not isinstance(value, (list, dict)) else value
@@ -273,7 +277,9 @@ def parse_args(command: str, argv: list[str] | None = None, config: dict[str, An
             raise ArgumentError("config", f"{ns.config or 'config'}: unknown key {key!r}: {err.reason}")
         values[key] = _coerce(by_name[key], value)
     values.update(cli)
-    return build_parsed(command, values, explicit=set(cli) | set(file_values))
+    parsed = build_parsed(command, values, explicit=set(cli) | set(file_values))
+    parsed.config_file = ns.config
+    return parsed
 
 
 def build_parsed(command: str, values: dict[str, Any], explicit: set[str] | None = None) -> ParsedArgs:

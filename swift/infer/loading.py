@@ -64,11 +64,30 @@ def load_for_inference(model_dir: str | os.PathLike | None, *, adapters: Sequenc
         device_map = "cuda:0"
     model, tokenizer, resolved_dir = load_model_and_tokenizer(
         str(model_dir), torch_dtype=torch_dtype, device_map=device_map, attn_impl=attn_impl,
-        trust_remote_code=trust_remote_code)
+        trust_remote_code=trust_remote_code, task=_task(model_dir, adapters))
     model = _apply_adapters(model, adapters, merge_lora)
     model.eval()
     tokenizer = _adapter_tokenizer(adapters, resolved_dir, trust_remote_code) or tokenizer
     return model, tokenizer
+
+
+def is_reward_model(model: Any) -> bool:
+    """True for a sequence-classification model (a reward model from `swift rlhf --rlhf_type rm`)."""
+    archs = getattr(getattr(model, "config", None), "architectures", None) or []
+    return type(model).__name__.endswith("ForSequenceClassification") or any(
+        str(a).endswith("ForSequenceClassification") for a in archs)
+
+
+def _task(model_dir: str | os.PathLike, adapters: list[str]) -> str:
+    """"seq_cls" for a reward model (its config, or a SEQ_CLS adapter over a causal base), else "causal_lm"."""
+    if adapters and str(_adapter_config(adapters[0]).get("task_type", "")).upper() == "SEQ_CLS":
+        return "seq_cls"
+    config = Path(model_dir) / "config.json"
+    if config.is_file():
+        archs = read_json(config).get("architectures") or []
+        if any(str(a).endswith("ForSequenceClassification") for a in archs):
+            return "seq_cls"
+    return "causal_lm"
 
 
 def _apply_adapters(model: Any, adapters: list[str], merge: bool) -> Any:

@@ -282,16 +282,118 @@ class ExportArguments:
             raise ArgumentError("quant_method", "quantized export is not available yet; use --merge_lora true")
 
 
+RLHF_TYPES = ("dpo", "kto", "cpo", "simpo", "orpo", "rm", "ppo", "grpo", "gkd")
+
+
+@dataclass
+class RLHFArguments:
+    """`swift rlhf`: the alignment algorithm and its settings (ms-swift's flag names)."""
+
+    rlhf_type: Literal["dpo", "kto", "cpo", "simpo", "orpo", "rm", "ppo", "grpo", "gkd"] = "dpo"
+    """Algorithm: dpo, kto, cpo, simpo, orpo (preference pairs); rm (reward model); ppo, grpo (online, prompts);
+    gkd (distillation from --teacher_model)."""
+    ref_model: str | None = None
+    """Reference model (dpo, kto, ppo, grpo). Default: with LoRA the base with adapters disabled (no second copy
+    in memory); with full tuning a frozen copy of --model."""
+    reward_model: str | None = None
+    """ppo: reward model folder (a sequence-classification model with one output, e.g. from --rlhf_type rm)."""
+    teacher_model: str | None = None
+    """gkd: the teacher model."""
+    beta: float | None = None
+    """KL / temperature coefficient. Default per algorithm: dpo, kto, cpo, orpo 0.1; simpo 2.0; grpo 0.04; gkd
+    0.5 (the JSD interpolation); ppo uses --kl_coef."""
+    loss_type: list[str] | None = None
+    """dpo: one or more of sigmoid, hinge, ipo, robust, bco_pair, sppo_hard, nca_pair, aot, apo_zero, ... (with
+    --loss_weights); cpo: sigmoid, hinge, ipo, simpo; kto: kto, apo_zero_unpaired."""
+    loss_weights: list[float] | None = None
+    """dpo: weight of each --loss_type."""
+    rpo_alpha: float | None = None
+    """dpo: weight of the NLL loss on chosen replies (RPO); off by default."""
+    label_smoothing: float = 0.0
+    """dpo/cpo: probability that a preference label is flipped (conservative DPO)."""
+    cpo_alpha: float = 1.0
+    """cpo/simpo: weight of the NLL loss on chosen replies."""
+    simpo_gamma: float = 1.0
+    """simpo: target reward margin."""
+    desirable_weight: float = 1.0
+    """kto: weight of desirable (label true) rows."""
+    undesirable_weight: float = 1.0
+    """kto: weight of undesirable (label false) rows."""
+    center_rewards_coefficient: float | None = None
+    """rm: pushes rewards toward zero mean (e.g. 0.01)."""
+    num_generations: int = 8
+    """grpo: completions sampled per prompt (the group); the global batch must be a multiple of it."""
+    max_completion_length: int = 512
+    """ppo/grpo/gkd: longest generated completion in tokens."""
+    temperature: float = 0.9
+    """ppo/grpo/gkd: sampling temperature of generation."""
+    reward_funcs: list[str] = field(default_factory=list)
+    """ppo/grpo: reward functions: accuracy, format, length, repetition, or `module.function` / `file.py:function`
+    from --external_plugins."""
+    reward_weights: list[float] | None = None
+    """ppo/grpo: weight of each reward function (default 1 each)."""
+    external_plugins: list[str] = field(default_factory=list)
+    """Python files loaded before training (they may define reward functions)."""
+    lmbda: float = 0.5
+    """gkd: fraction of steps trained on the student's own generations (on-policy)."""
+    seq_kd: bool = False
+    """gkd: also train on teacher-generated sequences (sequence-level KD)."""
+    num_ppo_epochs: int = 4
+    """ppo: optimisation passes over each rollout batch."""
+    kl_coef: float = 0.05
+    """ppo: per-token KL penalty to the reference model."""
+    cliprange: float = 0.2
+    """ppo: policy ratio clip range."""
+    cliprange_value: float = 0.2
+    """ppo: value clip range."""
+    vf_coef: float = 0.1
+    """ppo: value-loss weight."""
+    gamma: float = 1.0
+    """ppo: discount factor."""
+    lam: float = 0.95
+    """ppo: GAE lambda."""
+
+    def __post_init__(self) -> None:
+        if self.rlhf_type not in RLHF_TYPES:
+            raise ArgumentError("rlhf_type", f"expected one of {', '.join(RLHF_TYPES)}, got {self.rlhf_type!r}")
+        if self.beta is not None and self.beta < 0:
+            raise ArgumentError("beta", f"must be >= 0, got {self.beta}")
+        if self.num_generations < 1:
+            raise ArgumentError("num_generations", f"must be at least 1, got {self.num_generations}")
+        if self.rlhf_type == "grpo" and self.num_generations < 2:
+            raise ArgumentError("num_generations", "grpo compares completions within a group: use at least 2")
+        if self.max_completion_length < 1:
+            raise ArgumentError("max_completion_length", f"must be positive, got {self.max_completion_length}")
+        if self.temperature <= 0:
+            raise ArgumentError("temperature", f"must be > 0 for sampling, got {self.temperature}")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ArgumentError("label_smoothing", f"must be in [0, 0.5), got {self.label_smoothing}")
+        if not 0.0 <= self.lmbda <= 1.0:
+            raise ArgumentError("lmbda", f"must be in [0, 1], got {self.lmbda}")
+        if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_type or ["sigmoid"]):
+            raise ArgumentError("loss_weights", f"give one weight per --loss_type ({len(self.loss_type or [1])}), "
+                                f"got {len(self.loss_weights)}")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+            raise ArgumentError("reward_weights", f"give one weight per --reward_funcs ({len(self.reward_funcs)}), "
+                                f"got {len(self.reward_weights)}")
+        if self.rlhf_type == "gkd" and not self.teacher_model:
+            raise ArgumentError("teacher_model", "gkd distils from a teacher: give --teacher_model <folder or id>")
+        if self.rlhf_type in ("ppo", "grpo") and not self.reward_funcs and not self.reward_model:
+            raise ArgumentError("reward_funcs", f"{self.rlhf_type} needs rewards: --reward_funcs (e.g. accuracy "
+                                "format) or --reward_model <folder>")
+
+
 # Which groups each command takes; the parser flattens them into one set of flags.
 COMMAND_GROUPS: dict[str, tuple[type, ...]] = {
     "sft": (ModelArguments, TemplateArguments, DataArguments, TunerArguments, TrainArguments),
     "pt": (ModelArguments, TemplateArguments, DataArguments, TunerArguments, TrainArguments),
+    "rlhf": (ModelArguments, TemplateArguments, DataArguments, TunerArguments, TrainArguments, RLHFArguments),
     "infer": (ModelArguments, TemplateArguments, DataArguments, GenerationArguments, InferArguments),
     "export": (ModelArguments, TemplateArguments, ExportArguments),
 }
 
 # Commands that also accept every transformers.TrainingArguments flag.
-TAKES_HF_TRAINING_FLAGS = {"sft", "pt"}
+TAKES_HF_TRAINING_FLAGS = {"sft", "pt", "rlhf"}
 
 
 @dataclass
@@ -304,6 +406,7 @@ class ParsedArgs:
     hf: dict[str, Any]
     flat: dict[str, Any] = field(default_factory=dict)
     explicit: set[str] = field(default_factory=set)
+    config_file: str | None = None  # the --config file, if any (a run's args.json: resume prefers that run)
 
     def __getattr__(self, name: str) -> Any:
         groups = self.__dict__.get("groups", {})

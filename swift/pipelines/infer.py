@@ -49,6 +49,14 @@ def resolve_base_model(args: ParsedArgs, saved: dict[str, Any], adapters: list[s
 
 def build_engine(args: ParsedArgs):
     """Load model (+ adapters) and return (engine, template)."""
+    from swift.infer.pt import PtEngine
+
+    model, tokenizer, template = load_model_and_template(args)
+    return PtEngine(model, tokenizer, template, max_batch_size=args.groups["InferArguments"].max_batch_size), template
+
+
+def load_model_and_template(args: ParsedArgs):
+    """(model, tokenizer, template) of --model / --adapters, the checkpoint's args.json filling the gaps."""
     quiet_library_warnings()
     inf = args.groups["InferArguments"]
     adapters = list(inf.adapters)
@@ -67,7 +75,6 @@ def build_engine(args: ParsedArgs):
 
     adapters = [adapter_for_inference(a) for a in adapters]
     from swift.infer.loading import load_for_inference
-    from swift.infer.pt import PtEngine
     from swift.templates import get_template
 
     m, t = args.groups["ModelArguments"], args.groups["TemplateArguments"]
@@ -75,7 +82,7 @@ def build_engine(args: ParsedArgs):
                                           torch_dtype=m.torch_dtype, attn_impl=m.attn_impl,
                                           device_map=m.device_map)
     template = get_template(tokenizer, t.template, system=t.system, max_length=t.max_length)
-    return PtEngine(model, tokenizer, template, max_batch_size=inf.max_batch_size), template
+    return model, tokenizer, template
 
 
 def request_config(args: ParsedArgs):
@@ -87,11 +94,18 @@ def request_config(args: ParsedArgs):
 
 
 def run_infer(args: ParsedArgs) -> str | None:
-    """Batch mode over --val_dataset (or --dataset) writing a jsonl; otherwise interactive chat."""
-    engine, _ = build_engine(args)
-    config = request_config(args)
+    """Batch mode over --val_dataset (or --dataset) writing a jsonl; otherwise interactive chat. A reward model
+    (from `swift rlhf --rlhf_type rm`) scores the conversations of the data instead."""
+    from swift.infer.loading import is_reward_model
+    from swift.infer.pt import PtEngine
+
     d, inf = args.groups["DataArguments"], args.groups["InferArguments"]
     data = d.val_dataset or d.dataset
+    model, tokenizer, template = load_model_and_template(args)
+    if is_reward_model(model):
+        return _score(args, model, template, data)
+    engine = PtEngine(model, tokenizer, template, max_batch_size=inf.max_batch_size)
+    config = request_config(args)
     if data:
         from swift.data import load_datasets
         from swift.infer.batch import infer_rows
@@ -106,6 +120,22 @@ def run_infer(args: ParsedArgs) -> str | None:
 
     run_chat(engine, config, system=args.groups["TemplateArguments"].system, stream=config.stream)
     return None
+
+
+def _score(args: ParsedArgs, model, template, data: list[str]) -> str:
+    d, inf = args.groups["DataArguments"], args.groups["InferArguments"]
+    if not data:
+        raise ArgumentError("val_dataset", "this is a reward model: it scores conversations rather than chatting. "
+                            "Give --val_dataset <file> with conversations that end with the reply to score")
+    from swift.data import load_datasets
+    from swift.infer.reward import score_rows
+
+    rows, _ = load_datasets(data, strict=d.strict, model_name=d.model_name, model_author=d.model_author,
+                            use_hf=args.groups["ModelArguments"].use_hf)
+    path = score_rows(model, template, rows, batch_size=inf.max_batch_size,
+                      out_path=inf.result_path or _default_result_path(inf.adapters))
+    print(f"wrote {len(rows)} rewards to {path}", flush=True)
+    return path
 
 
 def _default_result_path(adapters: list[str]) -> str:

@@ -26,8 +26,11 @@ def run_pt(args: ParsedArgs) -> dict[str, Any]:
     return run_sft(args, mode="pt")
 
 
-def _resolve_resume(train_args, output_dir: str) -> tuple[Path | None, str | None]:
-    """(run folder to reuse, checkpoint to resume) for --resume_from_checkpoint true|<path>."""
+def resolve_resume(train_args, output_dir: str, config_file: str | None = None) -> tuple[Path | None, str | None]:
+    """(run folder to reuse, checkpoint to resume) for --resume_from_checkpoint true|<path>.
+
+    `true` looks first in the folder of `--config <run>/args.json` (that run), then in output_dir itself, then in
+    its run folders newest first."""
     from swift.trainers import find_latest_checkpoint
 
     value = train_args.resume_from_checkpoint
@@ -40,7 +43,8 @@ def _resolve_resume(train_args, output_dir: str) -> tuple[Path | None, str | Non
         return ckpt.parent, str(ckpt)
     # --add_version false writes into output_dir itself; else the newest run that holds a complete checkpoint
     # (a run that failed before its first save leaves an empty folder, which is skipped).
-    for candidate in (Path(output_dir), *run_dirs(output_dir)):
+    first = [Path(config_file).parent] if config_file else []
+    for candidate in (*first, Path(output_dir), *run_dirs(output_dir)):
         if candidate.is_dir():
             ckpt = find_latest_checkpoint(str(candidate))
             if ckpt:
@@ -51,6 +55,15 @@ def _resolve_resume(train_args, output_dir: str) -> tuple[Path | None, str | Non
 def _training_arguments(args: ParsedArgs, run_dir: Path, has_eval: bool, mode: str):
     from transformers import TrainingArguments
 
+    kwargs = training_kwargs(args, run_dir, has_eval)
+    try:
+        return TrainingArguments(**kwargs)
+    except ValueError as e:  # transformers checks combinations of flags; say it as our error, without a trace
+        raise SwiftError(f"invalid training flags: {e}") from e
+
+
+def training_kwargs(args: ParsedArgs, run_dir: Path, has_eval: bool) -> dict[str, Any]:
+    """The `transformers.TrainingArguments` fields of a run: our defaults, then every flag the user gave."""
     tr, tu = args.groups["TrainArguments"], args.groups["TunerArguments"]
     lr = tr.learning_rate or (1e-4 if tu.tuner_type == "lora" else 1e-5)
     kwargs: dict[str, Any] = {
@@ -91,22 +104,21 @@ def _training_arguments(args: ParsedArgs, run_dir: Path, has_eval: bool, mode: s
         ratio = kwargs.pop("warmup_ratio")
         if ratio and "warmup_steps" not in args.hf:
             kwargs["warmup_steps"] = float(ratio)
-    try:
-        return TrainingArguments(**kwargs)
-    except ValueError as e:  # transformers checks combinations of flags; say it as our error, without a trace
-        raise SwiftError(f"invalid training flags: {e}") from e
+    return kwargs
 
 
-def _load_model(args: ParsedArgs):
+def load_model(args: ParsedArgs, model: str | None = None, task: str = "causal_lm", flag: str = "model"):
+    """(model, tokenizer, model_dir) of --model (or of `model`, e.g. a --ref_model, with the same settings)."""
     from swift.models.loader import load_model_and_tokenizer
 
     m = args.groups["ModelArguments"]
-    if m.model is None and m.model_type is None:
-        raise ArgumentError("model", "give a model: a local folder, a hub id, or a name such as swift-demo")
+    name, model_type = (m.model, m.model_type) if model is None else (model, None)
+    if name is None and model_type is None:
+        raise ArgumentError(flag, "give a model: a local folder, a hub id, or a name such as swift-demo")
     return load_model_and_tokenizer(
-        m.model, model_type=m.model_type, torch_dtype=default_dtype(m.torch_dtype), device_map=m.device_map,
+        name, model_type=model_type, torch_dtype=default_dtype(m.torch_dtype), device_map=m.device_map,
         attn_impl=m.attn_impl, trust_remote_code=m.trust_remote_code, use_hf=m.use_hf, revision=m.model_revision,
-        token=m.hub_token,
+        token=m.hub_token, task=task,
     )
 
 
@@ -119,7 +131,7 @@ def default_dtype(torch_dtype: str | None) -> str | None:
     return None if torch.cuda.is_available() else "float32"
 
 
-def _make_template(args: ParsedArgs, tokenizer):
+def make_template(args: ParsedArgs, tokenizer):
     from swift.templates import get_template
 
     t = args.groups["TemplateArguments"]
@@ -153,7 +165,7 @@ def _load_data(args: ParsedArgs, template, mode: str):
     return train_ds, val_ds, fingerprints
 
 
-def _prepare_tuner(args: ParsedArgs, model):
+def prepare_tuner(args: ParsedArgs, model, task_type: str = "CAUSAL_LM"):
     from swift.tuners import LoRAConfig, prepare_model
 
     tu = args.groups["TunerArguments"]
@@ -165,7 +177,7 @@ def _prepare_tuner(args: ParsedArgs, model):
             use_dora=tu.use_dora, use_rslora=tu.use_rslora, init_weights=init,
             modules_to_save=tu.modules_to_save or None, lorap_lr_ratio=tu.lorap_lr_ratio,
         )
-    model = prepare_model(model, tuner_type=tu.tuner_type, lora=lora,
+    model = prepare_model(model, tuner_type=tu.tuner_type, lora=lora, task_type=task_type,
                           freeze_parameters_ratio=tu.freeze_parameters_ratio,
                           freeze_parameters=tu.freeze_parameters, trainable_parameters=tu.trainable_parameters)
     if lora is not None and lora.modifies_base_weights:
@@ -192,14 +204,14 @@ def run_sft(args: ParsedArgs, mode: str = "sft") -> dict[str, Any]:
     quiet_library_warnings()
     tr = args.groups["TrainArguments"]
     transformers.set_seed(tr.seed)
-    reuse_dir, resume_ckpt = _resolve_resume(tr, tr.output_dir)
+    reuse_dir, resume_ckpt = resolve_resume(tr, tr.output_dir, args.config_file)
     run_dir = reuse_dir or new_run_dir(tr.output_dir, tr.add_version)
     logger.info(f"run folder: {run_dir}")
 
-    model, tokenizer, model_dir = _load_model(args)
-    template = _make_template(args, tokenizer)
+    model, tokenizer, model_dir = load_model(args)
+    template = make_template(args, tokenizer)
     train_ds, val_ds, fingerprints = _load_data(args, template, mode)
-    model = _prepare_tuner(args, model)
+    model = prepare_tuner(args, model)
 
     flat = dict(public_args(args.flat))
     flat["model_dir"] = str(model_dir)
@@ -240,11 +252,11 @@ def run_sft(args: ParsedArgs, mode: str = "sft") -> dict[str, Any]:
         "global_step": trainer.state.global_step,
         "seconds": round(time.time() - start, 1),
     }
-    _print_summary(summary, tu.tuner_type)
+    print_summary(summary, tu.tuner_type)
     return summary
 
 
-def _print_summary(summary: dict[str, Any], tuner_type: str) -> None:
+def print_summary(summary: dict[str, Any], tuner_type: str) -> None:
     lines = ["", "Training finished.", f"  run folder:      {summary['run_dir']}",
              f"  last checkpoint: {summary['last_checkpoint']}"]
     if summary.get("loss_curve"):

@@ -6,7 +6,9 @@ A trainer subclass wires them in three lines:
 
     def __init__(...): super().__init__(...); use_swift_callbacks(self)
     def _save_checkpoint(self, model, trial): save_checkpoint_atomically(self, model, trial, files)
-    def train(self, resume_from_checkpoint=None, **kw): return super().train(resolve_resume(self, resume_from_checkpoint), **kw)
+    def train(self, resume_from_checkpoint=None, **kw):
+        ckpt = resolve_resume(self, resume_from_checkpoint)
+        return finished_output(self, ckpt) or super().train(resume_from_checkpoint=ckpt, **kw)
 """
 from __future__ import annotations
 
@@ -72,6 +74,25 @@ def resolve_resume(trainer: Trainer, resume_from_checkpoint: str | bool | None) 
             logger.warning("%s has no valid completeness marker; it may be incomplete.", path)
         return path
     return None
+
+
+def finished_output(trainer: Trainer, checkpoint: str | None) -> Any:
+    """When `checkpoint` already reached `max_steps`, load its state and return a `TrainOutput` (nothing to train;
+    transformers would run one step more), else None."""
+    if not checkpoint or trainer.args.max_steps <= 0:
+        return None
+    from transformers import TrainerState
+    from transformers.trainer_utils import TrainOutput
+
+    state_file = os.path.join(checkpoint, "trainer_state.json")
+    if not os.path.isfile(state_file):
+        return None
+    state = TrainerState.load_from_json(state_file)
+    if state.global_step < trainer.args.max_steps:
+        return None
+    trainer.state = state
+    logger.info("%s already reached max_steps=%d: nothing left to train", checkpoint, trainer.args.max_steps)
+    return TrainOutput(state.global_step, 0.0, {})
 
 
 def _checkpoint_token(trainer: Trainer) -> str:

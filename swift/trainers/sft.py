@@ -11,7 +11,12 @@ from torch import nn
 from transformers import Trainer, TrainingArguments
 
 from swift.trainers.checkpoint import CONVERTED_ADAPTER_DIR
-from swift.trainers.saving import resolve_resume, save_checkpoint_atomically, use_swift_callbacks
+from swift.trainers.saving import (
+    finished_output,
+    resolve_resume,
+    save_checkpoint_atomically,
+    use_swift_callbacks,
+)
 from swift.utils.errors import SwiftError
 from swift.utils.logging import get_logger
 
@@ -269,6 +274,9 @@ class SwiftTrainer(Trainer):
     ) -> Any:
         """Train; `resume_from_checkpoint=True` resumes from the newest COMPLETE checkpoint in output_dir."""
         resume_from_checkpoint = resolve_resume(self, resume_from_checkpoint)
+        done = finished_output(self, resume_from_checkpoint)
+        if done is not None:
+            return done
         self._counts = {_TRAIN: None, _EVAL: None}
         self._interval_start, self._paused = None, 0.0
         return super().train(

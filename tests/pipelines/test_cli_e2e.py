@@ -113,6 +113,9 @@ def test_resume_true_continues_latest_run(tmp_path, tiny_qwen2_dir):
     assert main(["sft", *common, "--max_steps", "4", "--resume_from_checkpoint", "true"]) == 0
     assert _only_run(out) == run
     assert [c.name for c in _checkpoints(run)] == ["checkpoint-2", "checkpoint-4"]
+    # resuming a run that already reached max_steps trains nothing (transformers alone would run a step more)
+    assert main(["sft", *common, "--max_steps", "4", "--resume_from_checkpoint", "true"]) == 0
+    assert [c.name for c in _checkpoints(run)] == ["checkpoint-2", "checkpoint-4"]
 
 
 def test_resume_true_skips_runs_without_checkpoints(tmp_path, tiny_qwen2_dir):
@@ -126,6 +129,14 @@ def test_resume_true_skips_runs_without_checkpoints(tmp_path, tiny_qwen2_dir):
     assert [c.name for c in _checkpoints(run)] == ["checkpoint-2", "checkpoint-4"]
     # a rerun from args.json starts a fresh run: the resume request is not recorded
     assert "resume_from_checkpoint" not in json.loads((run / "args.json").read_text())
+    # --config <run>/args.json --resume_from_checkpoint true continues THAT run, even when a newer one has
+    # checkpoints
+    assert main(["sft", *common, "--max_steps", "2"]) == 0
+    newer = max((p for p in out.iterdir() if p.name.startswith("v") and p != run), key=lambda p: p.name)
+    assert _checkpoints(newer)
+    assert main(["sft", "--config", str(run / "args.json"), "--max_steps", "6", "--resume_from_checkpoint",
+                 "true"]) == 0
+    assert [c.name for c in _checkpoints(run)] == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
 
 
 def test_pissa_checkpoint_infers_on_the_original_base(tmp_path, tiny_qwen2_dir):

@@ -23,6 +23,10 @@ _LAZY: dict[str, tuple[str, str]] = {
     "SwiftTrainer": ("swift.trainers", "SwiftTrainer"),
     "SftTrainer": ("swift.trainers", "SwiftTrainer"),
     "Seq2SeqTrainer": ("swift.trainers", "SwiftTrainer"),
+    **{name: ("swift.trainers.rlhf.api", name) for name in (
+        "DPOConfig", "KTOConfig", "CPOConfig", "ORPOConfig", "RewardConfig", "PPOConfig", "GRPOConfig", "GKDConfig",
+        "DPOTrainer", "KTOTrainer", "CPOTrainer", "ORPOTrainer", "RewardTrainer", "PPOTrainer", "GRPOTrainer",
+        "GKDTrainer")},
     "get_template": ("swift.templates", "get_template"),
     "load_datasets": ("swift.data", "load_datasets"),
     "encode_rows": ("swift.data", "encode_rows"),

@@ -43,3 +43,46 @@ def test_seed_lora_snippets_train(tmp_path, monkeypatch, tiny_qwen2_dir):
     changed = {n for n, p in model.named_parameters() if not (p.detach() == before[n]).all()}
     assert changed and changed <= trainable
     assert (tmp_path / "output" / "checkpoint-6" / "adapter_config.json").is_file()
+
+
+def test_seed_dpo_snippet_trains(tmp_path, monkeypatch, tiny_qwen2_dir):
+    """The seed's DPO snippet, verbatim, on a LoRA model (reference = the base with adapters disabled)."""
+    monkeypatch.chdir(tmp_path)
+    from swift import LoRAConfig, SwiftConfig, SwiftModel, TrainingArguments
+
+    model = SwiftModel.from_pretrained(tiny_qwen2_dir)
+    model = SwiftModel(model, config=SwiftConfig(lora=LoRAConfig(r=8, alpha=16)))
+    tokenizer = model.tokenizer
+    ref_model = None
+    training_args = TrainingArguments(output_dir="./output", per_device_train_batch_size=4, max_steps=2,
+                                      learning_rate=1e-3, report_to="none")
+    preference_dataset = [
+        {"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
+                      {"role": "assistant", "content": f"{2 * i}."}],
+         "rejected_response": "I cannot count."} for i in range(8)]
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    # --- seed, verbatim ---
+    from swift import DPOTrainer, DPOConfig  # noqa: I001 (the seed, verbatim)
+    dpo_config = DPOConfig(beta=0.1, loss_type="sigmoid")
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=ref_model,
+        args=training_args,
+        train_dataset=preference_dataset,
+        tokenizer=tokenizer,
+        dpo_config=dpo_config
+    )
+    trainer.train()
+    # --- end of seed ---
+
+    assert trainer.state.global_step == 2
+    changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch_equal(p, before[n])]
+    assert changed
+    assert (tmp_path / "output" / "checkpoint-2" / "adapter_config.json").is_file()
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a.detach(), b))

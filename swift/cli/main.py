@@ -11,6 +11,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sft": ("swift.pipelines.sft", "run_sft", "Supervised fine-tuning on chat data (LoRA, full or freeze)."),
     "train": ("swift.pipelines.sft", "run_sft", "Same as sft."),
     "pt": ("swift.pipelines.sft", "run_pt", "Continued pre-training on raw text (loss on every token)."),
+    "rlhf": ("swift.pipelines.rlhf", "run_rlhf", "Alignment: dpo, kto, cpo, simpo, orpo, rm, ppo, grpo, gkd (--rlhf_type)."),
     "infer": ("swift.pipelines.infer", "run_infer", "Chat with a model or checkpoint, or answer a dataset in batch."),
     "export": ("swift.pipelines.export", "run_export", "Export a checkpoint: merge LoRA adapters into the weights."),
     "merge-lora": ("swift.pipelines.export", "run_merge_lora", "Merge LoRA adapters (= export --merge_lora true)."),
@@ -26,6 +27,7 @@ commands:
 
 examples:
   swift sft --model swift-demo --dataset self-cognition --model_name swift-robot --model_author swift
+  swift rlhf --rlhf_type dpo --model <model> --dataset <preference data>
   swift infer --adapters output/<run>/checkpoint-<N>
   swift export --adapters output/<run>/checkpoint-<N> --merge_lora true
 """

@@ -3,6 +3,8 @@
     train, val = load_datasets(["data.jsonl", "self-cognition#100"], model_name=["小黄", "Xiao Huang"],
                                model_author=["魔搭", "ModelScope"])
     ds = encode_rows(train, template)            # datasets.Dataset: input_ids, labels, length
+    pairs, _ = load_datasets(["pairs.jsonl"], mode="preference")   # also "kto", "prompt"
+    ds = encode_preference_rows(pairs, template, kind="preference")  # prompt_ids, chosen_ids, rejected_ids
     ds = pack_dataset(ds, max_length=2048)       # optional
     collator = DataCollator(tokenizer.pad_token_id, padding_free=True)
 
@@ -18,6 +20,7 @@ from swift.data.loader import load_datasets, parse_dataset_spec
 
 _LAZY = {
     "encode_rows": "swift.data.encode",
+    "encode_preference_rows": "swift.data.encode_pref",
     "pack_dataset": "swift.data.packing",
     "DataCollator": "swift.data.collator",
     "count_tokens": "swift.data.collator",

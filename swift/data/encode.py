@@ -19,7 +19,7 @@ import pickle
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,7 @@ DROP_HELP = {
     "no_labels": "every label is masked, nothing to learn (often the answer was truncated away)",
     "bad_messages": "the template rejected the messages",
 }
+SOFT_REASONS = ("too_long", "no_labels")  # always dropped and counted, even when strict
 
 
 def _inputs(rows: Sequence[Mapping[str, Any]], mode: str, desc: str) -> list:
@@ -105,52 +106,74 @@ def _encode_chunk(template: Any, inputs: list, start: int, stop: int, mode: str)
 _WORKER_STATE: tuple = ()
 
 
-def _init_worker(template: Any, inputs: list) -> None:
+def _init_worker(chunk_fn: Callable, template: Any, inputs: list) -> None:
     global _WORKER_STATE
-    _WORKER_STATE = (template, inputs)
+    _WORKER_STATE = (chunk_fn, template, inputs)
 
 
 def _worker(task: tuple) -> tuple:
-    return _encode_chunk(*_WORKER_STATE, *task)
+    chunk_fn, template, inputs = _WORKER_STATE
+    return chunk_fn(template, inputs, *task)
 
 
-def _run(inputs: list, template: Any, mode: str, num_proc: int, batch_size: int) -> list[tuple]:
+def _run(inputs: list, template: Any, mode: str, num_proc: int, batch_size: int,
+         chunk_fn: Callable = _encode_chunk) -> list[tuple]:
+    """`chunk_fn(template, inputs, start, stop, mode)` over batches of `inputs`, in `num_proc` processes.
+
+    `chunk_fn` must be a module-level function (spawned workers import it by name)."""
     tasks = [(s, min(s + batch_size, len(inputs)), mode) for s in range(0, len(inputs), batch_size)]
     if num_proc <= 1 or len(tasks) == 1:
-        return [_encode_chunk(template, inputs, *t) for t in tasks]
+        return [chunk_fn(template, inputs, *t) for t in tasks]
     # With fork the workers inherit the template and the rows without pickling (spawn pickles them once each).
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    with ctx.Pool(min(num_proc, len(tasks)), initializer=_init_worker, initargs=(template, inputs)) as pool:
+    with ctx.Pool(min(num_proc, len(tasks)), initializer=_init_worker, initargs=(chunk_fn, template, inputs)) as pool:
         return pool.map(_worker, tasks, chunksize=1)
 
 
-def _drop_report(errors: list[tuple], rows: Sequence[Mapping], total: int, strict: bool, desc: str) -> dict:
-    """Raise for a bad row (strict) or too many drops; return counts and first examples per reason."""
+def _drop_report(errors: list[tuple], rows: Sequence[Mapping], total: int, strict: bool, desc: str,
+                 hints: Mapping[str, str] = DROP_HELP, soft: Collection[str] = SOFT_REASONS) -> dict:
+    """Raise for a bad row (strict) or too many drops; return counts and first examples per reason.
+
+    `errors` holds `(row index, reason, message)` or `(row index, reason, message, field)`; reasons in `soft` are
+    dropped and counted even when strict."""
     counts: Counter[str] = Counter()
     examples: dict[str, str] = {}
-    for idx, reason, message in errors:
+    for idx, reason, message, *field in errors:
         file, row = origin(rows[idx], idx, desc)
-        if strict and reason not in ("too_long", "no_labels"):
-            raise DataError(f"the template cannot encode this row ({reason}): {message}", file=file, row=row)
+        if strict and reason not in soft:
+            raise DataError(f"the template cannot encode this row ({reason}): {message}", file=file, row=row,
+                            field=field[0] if field else None)
         counts[reason] += 1
         examples.setdefault(reason, f"{file}, row {row}")
     report = {"rows": total, "dropped": dict(counts), "examples": examples}
     n = sum(counts.values())
     if n > MAX_DROP_FRACTION * total:
         raise DataError(f"{desc}: encoding dropped {n} of {total} rows ({n / total:.1%}, more than "
-                        f"{MAX_DROP_FRACTION:.0%}): {_describe(report)}")
+                        f"{MAX_DROP_FRACTION:.0%}): {_describe(report, hints)}")
     return report
 
 
-def _describe(report: dict) -> str:
-    return "; ".join(f"{n} x {reason}: {DROP_HELP.get(reason, 'rejected by the template')} (e.g. "
+def _describe(report: dict, hints: Mapping[str, str] = DROP_HELP) -> str:
+    return "; ".join(f"{n} x {reason}: {hints.get(reason, 'rejected by the template')} (e.g. "
                      f"{report['examples'][reason]})" for reason, n in report["dropped"].items())
 
 
-def _log_report(report: dict, desc: str) -> None:
+def _log_report(report: dict, desc: str, hints: Mapping[str, str] = DROP_HELP) -> None:
     n = sum(report["dropped"].values())
     if n:
-        logger.warning("%s: dropped %d of %d rows at encoding: %s", desc, n, report["rows"], _describe(report))
+        logger.warning("%s: dropped %d of %d rows at encoding: %s", desc, n, report["rows"],
+                       _describe(report, hints))
+
+
+def _list_column(lengths: np.ndarray, values: np.ndarray) -> Any:
+    """An arrow list column from row lengths and the rows' values laid end to end (no per-row Python objects)."""
+    import pyarrow as pa
+
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    large = offsets[-1] >= 2**31
+    list_array = pa.LargeListArray if large else pa.ListArray
+    return list_array.from_arrays(pa.array(offsets if large else offsets.astype(np.int32)), pa.array(values))
 
 
 def _to_dataset(chunks: list[tuple]) -> datasets.Dataset:
@@ -158,17 +181,33 @@ def _to_dataset(chunks: list[tuple]) -> datasets.Dataset:
     import pyarrow as pa
 
     lengths = np.concatenate([c[0] for c in chunks])
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    large = offsets[-1] >= 2**31
-    list_array = pa.LargeListArray if large else pa.ListArray
-    offsets_arr = pa.array(offsets if large else offsets.astype(np.int32))
 
     def column(k: int) -> pa.Array:
-        return list_array.from_arrays(offsets_arr, pa.array(np.concatenate([c[k] for c in chunks])))
+        return _list_column(lengths, np.concatenate([c[k] for c in chunks]))
 
     table = pa.table({"input_ids": column(1), "labels": column(2), "length": pa.array(lengths.astype(np.int32))})
     return datasets.Dataset(datasets.table.InMemoryTable(table))
+
+
+def _cache_path(cache_dir: str | os.PathLike | None, key: str) -> Path:
+    """The cache folder of an encoding: `<cache_dir>/enc-<key>` (default cache_dir: `cache_home()/datasets`)."""
+    return (Path(cache_dir) if cache_dir is not None else cache_home() / "datasets") / f"enc-{key}"
+
+
+def _load_cached(path: Path, desc: str, hints: Mapping[str, str] = DROP_HELP) -> datasets.Dataset | None:
+    """The cached encoding at `path` (its drop report logged again), or None when absent or unreadable."""
+    if not (path / META_FILE).exists():
+        return None
+    import datasets
+
+    try:
+        ds, meta = datasets.load_from_disk(str(path)), read_json(path / META_FILE)
+    except Exception as e:  # a damaged cache is rebuilt, not fatal
+        logger.warning("%s: cached encoding at %s is unreadable (%s); encoding again", desc, path, e)
+        return None
+    logger.info("%s: reused cached encoding of %d rows from %s", desc, len(ds), path)
+    _log_report(meta["report"], desc, hints)
+    return ds
 
 
 def _save(ds: datasets.Dataset, path: Path, meta: dict) -> datasets.Dataset:
@@ -225,19 +264,10 @@ def encode_rows(rows: Sequence[Mapping[str, Any]], template: Any, *, mode: str =
     if not rows:
         raise DataError(f"{desc}: no rows to encode")
     inputs = _inputs(rows, mode, desc)
-    key = _cache_key(inputs, str(template.fingerprint()), mode, strict)
-    path = Path(cache_dir) if cache_dir is not None else cache_home() / "datasets"
-    path = path / f"enc-{key}"
-    if load_from_cache_file and (path / META_FILE).exists():
-        import datasets
-
-        try:
-            ds, meta = datasets.load_from_disk(str(path)), read_json(path / META_FILE)
-        except Exception as e:  # a damaged cache is rebuilt, not fatal
-            logger.warning("%s: cached encoding at %s is unreadable (%s); encoding again", desc, path, e)
-        else:
-            logger.info("%s: reused cached encoding of %d rows from %s", desc, len(ds), path)
-            _log_report(meta["report"], desc)
+    path = _cache_path(cache_dir, _cache_key(inputs, str(template.fingerprint()), mode, strict))
+    if load_from_cache_file:
+        ds = _load_cached(path, desc)
+        if ds is not None:
             return ds
     chunks = _run(inputs, template, mode, num_proc, batch_size)
     report = _drop_report([e for c in chunks for e in c[3]], rows, len(inputs), strict, desc)

@@ -66,8 +66,13 @@ def type_name(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def detect_format(keys: Iterable[str]) -> str | None:
-    """The format whose columns `keys` has, or None."""
+def detect_format(keys: Iterable[str], mode: str = "sft") -> str | None:
+    """The format whose columns `keys` has, or None. Alignment modes ("preference", "kto", "prompt") also know
+    their own formats (`swift.data.preference`)."""
+    if mode in ("preference", "kto", "prompt"):
+        from swift.data.preference import detect_alignment_format
+
+        return detect_alignment_format(keys, mode)
     keys = set(keys)
     if "messages" in keys:
         return "messages"
@@ -236,11 +241,16 @@ _CHAT = {"messages": _from_messages, "sharegpt": _from_sharegpt, "alpaca": _from
 def normalize(raw: Any, fmt: str, mode: str = "sft") -> dict:
     """One raw row in format `fmt` as a canonical row (`messages` for sft and infer, `text` for pt).
 
-    Mode "infer" reads prompts to answer: the conversation may end with a user turn (no reply).
+    Mode "infer" reads prompts to answer: the conversation may end with a user turn (no reply). Modes
+    "preference", "kto" and "prompt" give the rows of `swift.data.preference`.
 
     Raises:
         RowError: the row is malformed.
     """
+    if mode in ("preference", "kto", "prompt"):
+        from swift.data.preference import normalize_alignment
+
+        return normalize_alignment(raw, fmt, mode)
     if not isinstance(raw, dict):
         raise RowError(None, f"expected an object (one row), got {type_name(raw)}", "wrong type")
     if fmt == "text":

@@ -18,6 +18,7 @@ from typing import Any
 
 from swift.data.catalog import DATASETS, DatasetSpec, find_dataset
 from swift.data.formats import FORMAT_HELP, Row, RowError, detect_format, normalize
+from swift.data.preference import FORMAT_HELP as ALIGNMENT_HELP
 from swift.data.readers import SUFFIXES, list_files, read_file
 from swift.data.self_cognition import PlaceholderFiller
 from swift.utils.env import use_hf_default
@@ -26,7 +27,7 @@ from swift.utils.logging import get_logger
 
 logger = get_logger("swift.data")
 
-MODES = ("sft", "pt", "infer")
+MODES = ("sft", "pt", "infer", "preference", "kto", "prompt")
 MAX_DROP_FRACTION = 0.10
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
@@ -95,9 +96,10 @@ def _normalize_rows(raw_rows: Any, display: str, fmt: str | None, mode: str, str
             if columns and isinstance(raw, dict):
                 raw = {columns.get(k, k): v for k, v in raw.items()}
             if fmt is None and isinstance(raw, dict):
-                fmt = detect_format(raw)
+                fmt = detect_format(raw, mode)
                 if fmt is None:
-                    raise DataError(f"cannot tell the data format from the columns {sorted(raw)}: {FORMAT_HELP}",
+                    hint = ALIGNMENT_HELP.get(mode, FORMAT_HELP)
+                    raise DataError(f"cannot tell the data format from the columns {sorted(raw)}: {hint}",
                                     file=display, row=row_no)
             out.append(Row(normalize(raw, fmt or "messages", mode), display, row_no))
         except RowError as e:
@@ -202,7 +204,10 @@ def load_datasets(datasets: Sequence[str], *, val_datasets: Sequence[str] = (), 
         model_author: self-cognition author, one value or (Chinese, English).
         use_hf: hub datasets from Hugging Face (True) or ModelScope (False); None reads `USE_HF`, else ModelScope.
         mode: "sft" gives `{"messages": [...]}` rows, "pt" gives `{"text": ...}` rows; "infer" gives
-            `{"messages": [...]}` prompts that may end with a user turn (no reply needed).
+            `{"messages": [...]}` prompts that may end with a user turn (no reply needed). Alignment modes
+            (`swift.data.preference`): "preference" gives `{"messages": [..., chosen reply],
+            "rejected_response": str}`, "kto" `{"messages", "label": bool}`, "prompt" `{"messages": [..., user]}`
+            plus "response" (a trailing reply) and the row's other scalar columns.
 
     Returns:
         (train rows, validation rows or None). Rows are `Row` dicts that keep their file and row number.

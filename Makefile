@@ -18,6 +18,7 @@ bench:
 	$(PY) benchmarks/bench_encode.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_startup.py
+	$(PY) benchmarks/bench_dpo.py
 
 assets:
 	$(PY) scripts/build_tokenizer.py

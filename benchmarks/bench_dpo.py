@@ -1,22 +1,24 @@
-"""DPO step time and peak RSS: chosen and rejected in one concatenated forward vs two separate forwards.
+"""DPO step time and peak RSS: two separate forwards vs one concatenated (padded) forward vs one padding-free row.
 
     python benchmarks/bench_dpo.py [--steps 12] [--pairs 128] [--batch_size 8] [--hidden 128] [--layers 2]
                                    [--repeats 2] [--device auto|cpu|cuda]
 
-Both configurations run SwiftLab's real DPO trainer (`swift.trainers.rlhf.dpo`, TRL's DPOTrainer) with LoRA on a
+All configurations run SwiftLab's real DPO trainer (`swift.trainers.rlhf.dpo`, TRL's DPOTrainer) with LoRA on a
 tiny random Qwen2 with the demo tokenizer, each in its own process (so peak RSS is its own), on synthetic pairs
 with long-tailed prompt and reply lengths encoded by `swift.data.encode_preference_rows`.
 
 - concatenated: TRL's default: the batch is [chosen; rejected], one policy forward and one reference forward
   (the policy with adapters disabled) per step;
 - naive: the same trainer with the model's forward split in two: chosen and rejected halves each cut to their
-  own longest row, two policy forwards and two reference forwards per step.
+  own longest row, two policy forwards and two reference forwards per step;
+- padding_free: `padding_free=True`: the 2B sequences of the batch packed into one row of their real tokens
+  (position_ids restarting per sequence, no attention mask), one policy forward and one reference forward.
 
-Prints seconds per step, wall and process CPU time (medians over the steps after the first; the best of
-`--repeats` runs, which alternate between the configurations; CPU time is the steadier figure on a shared
-machine), real tokens per second, peak RSS (and peak CUDA
-memory on a GPU) and the last step's loss (the two must agree: the split changes how the work is done, not what
-is computed).
+Prints seconds per step, wall and process CPU time (medians over the steps after the first; of `--repeats` runs,
+which alternate between the configurations, the one with the least CPU time per step counts: CPU time is the
+steadier figure on a shared machine), real (non-padding) tokens per wall second and per CPU second, the padding
+share (padding positions / positions the model ran), peak RSS (and peak CUDA memory on a GPU) and the last step's
+loss (all must agree: the configurations change how the work is done, not what is computed).
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ import sys
 import tempfile
 import time
 
-CONFIGS = ("naive", "concatenated")
+CONFIGS = ("naive", "concatenated", "padding_free")
 
 
 def synthetic_pairs(n: int, seed: int = 0, max_words: int = 300) -> list[dict]:
@@ -119,18 +121,26 @@ def run_one(name: str, a: argparse.Namespace) -> dict:
         trainer = build_rlhf_trainer("dpo", model=model, tokenizer=tok, template=template, train_dataset=ds, args=dict(
             output_dir=out, max_steps=a.steps, per_device_train_batch_size=a.batch_size, learning_rate=1e-4,
             logging_steps=1, save_strategy="no", report_to="none", use_cpu=device == "cpu", disable_tqdm=True,
-            dataloader_num_workers=0, seed=0, beta=0.1))
+            dataloader_num_workers=0, seed=0, beta=0.1, padding_free=name == "padding_free"))
         trainer.add_callback(clock)
         collate = trainer.data_collator
-        seen = {"real": 0}
+        seen = {"real": 0, "run": 0}
 
         def counting_collator(features):
-            seen["real"] += sum(len(f["prompt_ids"]) * 2 + len(f["chosen_ids"]) + len(f["rejected_ids"])
-                                for f in features)
-            return collate(features)
+            batch = collate(features)
+            lengths = batch["attention_mask"].sum(-1)
+            seen["real"] += int(lengths.sum())
+            if name == "padding_free":
+                seen["run"] += int(lengths.sum())
+            elif name == "naive":  # each half cut to its own longest row
+                seen["run"] += sum(len(half) * int(half.max()) for half in lengths.chunk(2))
+            else:
+                seen["run"] += batch["input_ids"].numel()
+            return batch
 
         trainer.data_collator = counting_collator
         trainer.train()
+        assert trainer.padding_free == (name == "padding_free")  # no silent fallback to padded batches
         last_loss = [r["loss"] for r in trainer.state.log_history if "loss" in r][-1]
     step_s = statistics.median(clock.times[1:] or clock.times)
     cpu_s = statistics.median(clock.cpu[1:] or clock.cpu)
@@ -138,8 +148,9 @@ def run_one(name: str, a: argparse.Namespace) -> dict:
     tokens_per_step = seen["real"] / max(len(clock.times), 1)
     gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
     return {"config": name, "device": device, "steps": a.steps, "s_per_step": round(step_s, 4),
-            "cpu_s_per_step": round(cpu_s, 4),
-            "tokens_per_s": round(tokens_per_step / step_s, 1), "peak_rss_mb": round(rss_mb, 1),
+            "cpu_s_per_step": round(cpu_s, 4), "tokens_per_s": round(tokens_per_step / step_s, 1),
+            "tokens_per_cpu_s": round(tokens_per_step / cpu_s, 1),
+            "padding_share": round(1 - seen["real"] / max(seen["run"], 1), 4), "peak_rss_mb": round(rss_mb, 1),
             "peak_gpu_mb": gpu_mb, "last_loss": last_loss}
 
 
@@ -168,23 +179,25 @@ def main() -> None:
             if done.returncode != 0:
                 sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
             runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
-    results = [min(rs, key=lambda r: r["s_per_step"]) for rs in runs.values()]
+    results = [min(rs, key=lambda r: r["cpu_s_per_step"]) for rs in runs.values()]
     print(f"DPO, LoRA, {results[0]['device']}, hidden {a.hidden}, {a.layers} layers, {a.batch_size} pairs/step, "
           f"{a.steps} steps, best of {a.repeats}")
     gpu = results[0]["peak_gpu_mb"] is not None
-    print(f"{'config':<14} {'s/step':>8} {'CPU s/step':>11} {'tokens/s':>10} {'peak RSS MB':>12}"
-          + (f" {'peak GPU MB':>12}" if gpu else "") + f" {'last loss':>12}")
+    print(f"{'config':<14} {'s/step':>8} {'CPU s/step':>11} {'tokens/s':>10} {'tok/CPU s':>10} {'padding':>8} "
+          f"{'peak RSS MB':>12}" + (f" {'peak GPU MB':>12}" if gpu else "") + f" {'last loss':>12}")
     for r in results:
         print(f"{r['config']:<14} {r['s_per_step']:>8.3f} {r['cpu_s_per_step']:>11.3f} {r['tokens_per_s']:>10.1f} "
-              f"{r['peak_rss_mb']:>12.1f}"
+              f"{r['tokens_per_cpu_s']:>10.1f} {r['padding_share']:>8.1%} {r['peak_rss_mb']:>12.1f}"
               + (f" {r['peak_gpu_mb']:>12.1f}" if gpu else "") + f" {r['last_loss']:>12.6f}")
     by = {r["config"]: r for r in results}
-    if len(by) == 2:
-        n, c = by["naive"], by["concatenated"]
-        print(f"concatenated / naive: step time {c['s_per_step'] / n['s_per_step']:.2f}x, "
-              f"peak RSS {c['peak_rss_mb'] / n['peak_rss_mb']:.2f}x, "
-              + (f"peak GPU memory {c['peak_gpu_mb'] / n['peak_gpu_mb']:.2f}x, " if gpu else "") +
-              f"last loss difference {abs(c['last_loss'] - n['last_loss']):.2e}")
+    base = by.get("concatenated")
+    for name, r in by.items():
+        if base is None or name == "concatenated":
+            continue
+        print(f"{name} / concatenated: CPU time per step {r['cpu_s_per_step'] / base['cpu_s_per_step']:.2f}x, "
+              f"peak RSS {r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x, "
+              + (f"peak GPU memory {r['peak_gpu_mb'] / base['peak_gpu_mb']:.2f}x, " if gpu else "") +
+              f"last loss difference {abs(r['last_loss'] - base['last_loss']):.2e}")
 
 
 if __name__ == "__main__":

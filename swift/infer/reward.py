@@ -14,7 +14,7 @@ def score_conversations(model: Any, template: Any, conversations: list[list[dict
     """The reward of each whole conversation (it should end with the assistant reply to judge).
 
     Each conversation is encoded with the chat template exactly as in training (prompt + reply + end of turn) and
-    scored at its last token.
+    scored at the reply's end-of-turn token.
     """
     import torch
 
@@ -22,7 +22,7 @@ def score_conversations(model: Any, template: Any, conversations: list[list[dict
     device = next(model.parameters()).device
     scores: list[float] = []
     for start in range(0, len(conversations), batch_size):
-        ids = [template.encode(m)["input_ids"] for m in conversations[start:start + batch_size]]
+        ids = [_until_last_label(template.encode(m)) for m in conversations[start:start + batch_size]]
         width = max(len(x) for x in ids)
         input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
         mask = torch.zeros((len(ids), width), dtype=torch.long)
@@ -33,6 +33,14 @@ def score_conversations(model: Any, template: Any, conversations: list[list[dict
             logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
         scores.extend(float(v) for v in logits[:, 0].float().cpu())
     return scores
+
+
+def _until_last_label(encoded: dict[str, Any]) -> list[int]:
+    """The tokens up to the reply's end-of-turn token (the last labelled one), where training read the score:
+    the template may add text after it (e.g. a newline) that the reward model never saw."""
+    labels = encoded["labels"]
+    last = max((i for i, label in enumerate(labels) if label != -100), default=len(labels) - 1)
+    return encoded["input_ids"][:last + 1]
 
 
 def score_rows(model: Any, template: Any, rows: list[dict[str, Any]], *, batch_size: int = 16,

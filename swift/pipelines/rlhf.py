@@ -21,7 +21,7 @@ from swift.pipelines.sft import (
     resolve_resume,
     training_kwargs,
 )
-from swift.utils.errors import ArgumentError
+from swift.utils.errors import ArgumentError, SwiftError
 from swift.utils.logging import get_logger, quiet_library_warnings
 
 logger = get_logger("swift.rlhf")
@@ -73,6 +73,8 @@ def _algo_args(args: ParsedArgs) -> dict[str, Any]:
     if r.rlhf_type == "simpo":
         out["loss_type"] = ["simpo"]
     out["max_length"] = args.groups["TemplateArguments"].max_length
+    if r.rlhf_type == "dpo":
+        out["padding_free"] = args.groups["DataArguments"].padding_free
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -80,9 +82,13 @@ def _side_models(args: ParsedArgs, tuner_type: str) -> dict[str, Any]:
     """Reference, reward and teacher models the algorithm asks for."""
     r = args.groups["RLHFArguments"]
     out: dict[str, Any] = {}
-    if r.ref_model:
+    uses_ref = r.rlhf_type in ("dpo", "kto") or (r.rlhf_type == "ppo" and r.kl_coef > 0) or (
+        r.rlhf_type == "grpo" and (r.beta is None or r.beta > 0))
+    if r.ref_model and not uses_ref:
+        logger.warning(f"--ref_model is not used by {r.rlhf_type} with these settings; not loading it")
+    elif r.ref_model:
         out["ref_model"] = load_model(args, r.ref_model, flag="ref_model")[0].eval()
-    elif r.rlhf_type in ("dpo", "kto", "ppo", "grpo") and tuner_type != "lora":
+    elif uses_ref and tuner_type != "lora":
         # full tuning needs a frozen copy; with LoRA the trainer disables the adapters instead
         out["ref_model"] = load_model(args)[0].eval()
     if r.reward_model:
@@ -101,6 +107,29 @@ def _reward_funcs(args: ParsedArgs):
     return load_reward_funcs(r.reward_funcs, external_plugins=r.external_plugins) or None
 
 
+def _check_before_loading(args: ParsedArgs) -> None:
+    """Combinations that would otherwise fail only after the models and data are loaded."""
+    r, tr, d = args.groups["RLHFArguments"], args.groups["TrainArguments"], args.groups["DataArguments"]
+    if d.packing:
+        raise ArgumentError("packing", "swift rlhf does not pack rows; drop --packing (dpo takes --padding_free true)")
+    if d.padding_free and r.rlhf_type != "dpo":
+        raise ArgumentError("padding_free", f"only --rlhf_type dpo runs padding-free; drop it for {r.rlhf_type}")
+    if args.groups["TunerArguments"].lorap_lr_ratio:
+        raise ArgumentError("lorap_lr_ratio", "LoRA+ is available in swift sft only; drop it for swift rlhf")
+    if r.rlhf_type == "simpo" and r.loss_type and r.loss_type != ["simpo"]:
+        raise ArgumentError("loss_type", f"--rlhf_type simpo is CPO with loss_type simpo; for "
+                            f"{' '.join(r.loss_type)} use --rlhf_type cpo")
+    batch = tr.per_device_train_batch_size * tr.gradient_accumulation_steps
+    if r.rlhf_type == "grpo" and batch % r.num_generations:
+        raise ArgumentError("num_generations", f"grpo samples --num_generations {r.num_generations} completions per "
+                            f"prompt, so per_device_train_batch_size x gradient_accumulation_steps ({batch}) must be a "
+                            f"multiple of it: e.g. --per_device_train_batch_size {r.num_generations}, or "
+                            f"--num_generations {max(2, batch)}")
+    if r.rlhf_type == "kto" and tr.per_device_train_batch_size < 2:
+        raise ArgumentError("per_device_train_batch_size", "kto estimates its KL term from other rows of the batch: "
+                            "use at least 2")
+
+
 def run_rlhf(args: ParsedArgs) -> dict[str, Any]:
     """Align a model and return a summary (run folder, last checkpoint, loss curve, final metrics)."""
     import transformers
@@ -111,6 +140,7 @@ def run_rlhf(args: ParsedArgs) -> dict[str, Any]:
     quiet_library_warnings()
     tr, tu, r = args.groups["TrainArguments"], args.groups["TunerArguments"], args.groups["RLHFArguments"]
     transformers.set_seed(tr.seed)
+    _check_before_loading(args)
     reuse_dir, resume_ckpt = resolve_resume(tr, tr.output_dir, args.config_file)
     run_dir = reuse_dir or new_run_dir(tr.output_dir, tr.add_version)
     logger.info(f"run folder: {run_dir} ({r.rlhf_type})")
@@ -131,10 +161,14 @@ def run_rlhf(args: ParsedArgs) -> dict[str, Any]:
     write_run_files(run_dir, flat, manifest)
 
     hf_args = {**training_kwargs(args, run_dir, val_ds is not None), **_algo_args(args)}
-    trainer = build_rlhf_trainer(
-        r.rlhf_type, model=model, tokenizer=tokenizer, template=template, train_dataset=train_ds,
-        eval_dataset=val_ds, args=hf_args, reward_funcs=reward_funcs, checkpoint_files={"args.json": flat}, **side,
-    )
+    try:
+        trainer = build_rlhf_trainer(
+            r.rlhf_type, model=model, tokenizer=tokenizer, template=template, train_dataset=train_ds,
+            eval_dataset=val_ds, args=hf_args, reward_funcs=reward_funcs, checkpoint_files={"args.json": flat},
+            **side,
+        )
+    except ValueError as e:  # TRL checks its settings (loss names, batch shapes) in its config classes
+        raise SwiftError(f"invalid {r.rlhf_type} settings: {e}") from e
     result = trainer.train(resume_from_checkpoint=resume_ckpt)
     from swift.trainers import find_latest_checkpoint
 
@@ -147,5 +181,5 @@ def run_rlhf(args: ParsedArgs) -> dict[str, Any]:
         "global_step": trainer.state.global_step,
         "seconds": round(time.time() - start, 1),
     }
-    print_summary(summary, tu.tuner_type if r.rlhf_type != "rm" else "reward")
+    print_summary(summary, tu.tuner_type, reward_model=r.rlhf_type == "rm")
     return summary

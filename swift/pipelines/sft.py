@@ -256,14 +256,17 @@ def run_sft(args: ParsedArgs, mode: str = "sft") -> dict[str, Any]:
     return summary
 
 
-def print_summary(summary: dict[str, Any], tuner_type: str) -> None:
+def print_summary(summary: dict[str, Any], tuner_type: str, reward_model: bool = False) -> None:
     lines = ["", "Training finished.", f"  run folder:      {summary['run_dir']}",
              f"  last checkpoint: {summary['last_checkpoint']}"]
     if summary.get("loss_curve"):
         lines.append(f"  loss curve:      {summary['loss_curve']}")
     if summary["last_checkpoint"]:
         flag = "--adapters" if tuner_type == "lora" else "--model"
-        lines.append(f"  chat with it:    swift infer {flag} {summary['last_checkpoint']}")
+        if reward_model:
+            lines.append(f"  score with it:   swift infer {flag} {summary['last_checkpoint']} --val_dataset <file>")
+        else:
+            lines.append(f"  chat with it:    swift infer {flag} {summary['last_checkpoint']}")
         if tuner_type == "lora":
             lines.append(f"  merge LoRA:      swift export --adapters {summary['last_checkpoint']} --merge_lora true")
     print("\n".join(lines), flush=True)

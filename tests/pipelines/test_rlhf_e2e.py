@@ -106,3 +106,33 @@ def test_rlhf_flag_checks(capsys):
     with pytest.raises(SystemExit):  # argparse lists the choices
         main(["rlhf", "--rlhf_type", "dop", "--model", "x", "--dataset", "y"])
     assert "invalid choice: 'dop'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["--rlhf_type", "grpo", "--reward_funcs", "accuracy"], "--num_generations"),  # batch 1 vs 8 generations
+    (["--rlhf_type", "kto"], "--per_device_train_batch_size"),
+    (["--rlhf_type", "simpo", "--loss_type", "sigmoid"], "--loss_type"),
+    (["--rlhf_type", "orpo", "--packing", "true"], "--packing"),
+    (["--rlhf_type", "kto", "--per_device_train_batch_size", "2", "--padding_free", "true"], "--padding_free"),
+])
+def test_rlhf_bad_combinations_fail_before_loading(argv, flag, capsys):
+    assert main(["rlhf", "--model", "not-loaded", "--dataset", "not-read", *argv]) == 2
+    assert flag in capsys.readouterr().err
+
+
+def test_reward_model_scores_at_the_end_of_turn(tmp_path, tiny_qwen2_dir):
+    """`swift infer` reads the reward where training did: at the reply's end-of-turn token."""
+    import torch
+
+    from swift.infer.reward import score_conversations
+    from swift.models.loader import load_model_and_tokenizer
+    from swift.templates import get_template
+
+    model, tokenizer, _ = load_model_and_tokenizer(tiny_qwen2_dir, task="seq_cls")
+    template = get_template(tokenizer)
+    msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    enc = template.encode(msgs)
+    last = max(i for i, label in enumerate(enc["labels"]) if label != -100)
+    with torch.no_grad():
+        want = model(input_ids=torch.tensor([enc["input_ids"][:last + 1]])).logits[0, 0].item()
+    assert score_conversations(model.eval(), template, [msgs]) == [pytest.approx(want, abs=1e-5)]

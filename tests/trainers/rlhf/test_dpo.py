@@ -1,5 +1,6 @@
 """DPO on TRL: trains with LoRA and writes a plain adapter checkpoint, TRL's loss equals `losses.dpo_loss`, the
-LoRA reference is the adapters-disabled model, exact resume, and a small quality check on held-out pairs."""
+LoRA reference is the adapters-disabled model, exact resume, a small quality check on held-out pairs, and
+padding-free DPO (one packed row per batch) giving the padded path's loss and gradients."""
 from __future__ import annotations
 
 import shutil
@@ -200,3 +201,118 @@ def test_dpo_raises_the_margin_on_held_out_pairs(tmp_path, tiny_qwen2_dir):
     after = margins()
     assert after.mean() > before.mean() + 2.0, (before, after)
     assert bool((after > before).all()) and bool((after > 0).all())
+
+
+# Padding-free DPO: the 2B sequences of a batch in one packed row must give the padded path's loss and gradients.
+
+def _uneven_rows(template, n: int = 4) -> list[dict]:
+    """Pairs of very different lengths: prompts of 1 to ~40 words, replies of 1 to ~60 words."""
+    return [pair_row(template, "Tell me" + " more" * (13 * i % 41), "Sure" + ", fine" * (29 * i % 61),
+                     "No" + " way" * (7 * i % 11)) for i in range(n)]
+
+
+def _record_forwards(models) -> list[tuple[str, tuple[int, ...], bool]]:
+    """(model name, input_ids shape, attention mask given) of every backbone forward of the given causal LMs."""
+    calls = []
+    for name, m in models.items():
+        m.base_model.register_forward_pre_hook(lambda mod, a, kw, name=name: calls.append(
+            (name, tuple(kw["input_ids"].shape), kw.get("attention_mask") is not None)), with_kwargs=True)
+    return calls
+
+
+def _loss_and_grads(trainer, batch, padding_free: bool) -> tuple[float, dict[str, torch.Tensor]]:
+    trainer.padding_free = padding_free
+    trainer.model.zero_grad()
+    loss = trainer.compute_loss(trainer.model, batch)
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("flags", [
+    {"loss_type": ["sigmoid"]},
+    {"loss_type": ["ipo", "sigmoid"], "loss_weights": [1.0, 0.5], "label_smoothing": 0.1, "rpo_alpha": 0.3,
+     "ld_alpha": 0.5},
+], ids=["sigmoid", "ipo_cdpo_rpo_ld"])
+@pytest.mark.parametrize("tuning", ["lora", "full"])
+def test_padding_free_equals_padded(tmp_path, tiny_qwen2_dir, ref_dir, tuning, flags):
+    lora = tuning == "lora"
+    policy, tokenizer, template = load(tiny_qwen2_dir, lora=lora)
+    ref = None if lora else load(ref_dir, lora=False)[0]
+    rows = _uneven_rows(template)
+    trainer = _build(policy, tokenizer, template, tmp_path, pair_dataset(template, 2), ref_model=ref, beta=0.5,
+                     padding_free=True, **flags)
+    assert trainer.padding_free and trainer.args.padding_free
+    if lora:  # the reference is the adapters-disabled model: move the policy away from it (B = 0 at init)
+        generator = torch.Generator().manual_seed(1)
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.data = 0.2 * torch.randn(p.shape, generator=generator)
+    batch = trainer.data_collator(rows)
+    real = int(batch["attention_mask"].sum())
+    assert real < 0.6 * batch["input_ids"].numel()  # mostly padding: the lengths really differ
+    calls = _record_forwards({"policy": policy.get_base_model() if lora else policy, **({} if lora else {"ref": ref})})
+
+    free_loss, free_grads = _loss_and_grads(trainer, batch, padding_free=True)
+    assert calls[-2:] == [("policy", (1, real), False), ("policy" if lora else "ref", (1, real), False)]
+    calls.clear()
+    padded_loss, padded_grads = _loss_and_grads(trainer, batch, padding_free=False)
+    assert [c[1] for c in calls] == [tuple(batch["input_ids"].shape)] * 2 and all(c[2] for c in calls)
+
+    assert free_loss == pytest.approx(padded_loss, abs=1e-5) and padded_loss > 0.1
+    trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert free_grads.keys() == padded_grads.keys() == trainable and len(trainable) == (28 if lora else 26)
+    for name, grad in padded_grads.items():
+        assert grad.abs().max() > 0, name
+        torch.testing.assert_close(free_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_padding_free_falls_back_when_sequences_would_mix(tmp_path, tiny_qwen2_dir, caplog):
+    """An attention implementation that ignores position_ids for masking fails the probe: padded batches."""
+    import logging
+
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    def causal_only(module, query, key, value, attention_mask, **kwargs):  # no block-diagonal mask
+        return sdpa_attention_forward(module, query, key, value, None, **{**kwargs, "is_causal": True})
+
+    AttentionInterface.register("swift_test_causal_only", causal_only)
+    model, tokenizer, template = load(tiny_qwen2_dir)
+    model.get_base_model().set_attn_implementation("swift_test_causal_only")
+    trainer = _build(model, tokenizer, template, tmp_path, pair_dataset(template, 2), padding_free=True)
+    batch = trainer.data_collator(_uneven_rows(template, 2))
+    logging.getLogger("swift").addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="swift"):
+            trainer.compute_loss(trainer.model, batch)
+    finally:
+        logging.getLogger("swift").removeHandler(caplog.handler)
+    assert not trainer.padding_free and "padded batches instead" in caplog.text
+
+
+def test_padding_free_forward_passes_other_inputs_through():
+    """Multimodal (or any unknown) inputs, calls without the fused head or without a mask keep the padded forward."""
+    from swift.trainers.rlhf.dpo import padding_free_forward
+
+    seen = []
+    forward = padding_free_forward(lambda **kw: seen.append(sorted(kw)))
+    ids = torch.ones(2, 3, dtype=torch.long)
+    forward(input_ids=ids, attention_mask=ids, labels=ids, fused_lm_head=True, pixel_values=torch.zeros(1))
+    forward(input_ids=ids, attention_mask=ids, labels=ids)
+    forward(input_ids=ids, labels=ids, fused_lm_head=True)
+    assert seen == [["attention_mask", "fused_lm_head", "input_ids", "labels", "pixel_values"],
+                    ["attention_mask", "input_ids", "labels"], ["fused_lm_head", "input_ids", "labels"]]
+
+
+def test_padding_free_training_writes_a_checkpoint(tmp_path, tiny_qwen2_dir):
+    model, tokenizer, template = load(tiny_qwen2_dir)
+    from datasets import Dataset
+
+    trainer = _build(model, tokenizer, template, tmp_path, Dataset.from_list(_uneven_rows(template)),
+                     padding_free=True, max_steps=2, save_steps=2)
+    calls = _record_forwards({"policy": model.get_base_model()})
+    trainer.train()
+    assert trainer.padding_free and sorted(losses(tmp_path)) == [1, 2]
+    trained = [c for c in calls if c[1][0] == 1 and c[1][1] > 11]  # not the probe's two rows of 11 tokens
+    assert len(trained) == 4 and not any(c[2] for c in trained)  # policy + reference, one packed row each step
+    assert_adapter_checkpoint(tmp_path / "checkpoint-2", model, tiny_qwen2_dir)

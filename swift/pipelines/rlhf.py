@@ -107,6 +107,14 @@ def _reward_funcs(args: ParsedArgs):
     return load_reward_funcs(r.reward_funcs, external_plugins=r.external_plugins) or None
 
 
+# Loss names TRL 1.16 knows but checks only at the first training step (dpo, grpo); kto/cpo check at build time.
+LOSS_TYPES = {
+    "dpo": ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+            "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm"),
+    "grpo": ("grpo", "bnpo", "dr_grpo", "dapo", "luspo", "cispo", "sapo", "vespo"),
+}
+
+
 def _check_before_loading(args: ParsedArgs) -> None:
     """Combinations that would otherwise fail only after the models and data are loaded."""
     r, tr, d = args.groups["RLHFArguments"], args.groups["TrainArguments"], args.groups["DataArguments"]
@@ -119,6 +127,15 @@ def _check_before_loading(args: ParsedArgs) -> None:
     if r.rlhf_type == "simpo" and r.loss_type and r.loss_type != ["simpo"]:
         raise ArgumentError("loss_type", f"--rlhf_type simpo is CPO with loss_type simpo; for "
                             f"{' '.join(r.loss_type)} use --rlhf_type cpo")
+    known = LOSS_TYPES.get(r.rlhf_type)
+    unknown = [t for t in (r.loss_type or []) if known and t not in known]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" Did you mean {close[0]}?" if close else ""
+        raise ArgumentError("loss_type", f"unknown {r.rlhf_type} loss {unknown[0]!r}; expected one of "
+                            f"{', '.join(known)}.{hint}")
     batch = tr.per_device_train_batch_size * tr.gradient_accumulation_steps
     if r.rlhf_type == "grpo" and batch % r.num_generations:
         raise ArgumentError("num_generations", f"grpo samples --num_generations {r.num_generations} completions per "

@@ -113,6 +113,8 @@ def test_rlhf_flag_checks(capsys):
     (["--rlhf_type", "kto"], "--per_device_train_batch_size"),
     (["--rlhf_type", "simpo", "--loss_type", "sigmoid"], "--loss_type"),
     (["--rlhf_type", "orpo", "--packing", "true"], "--packing"),
+    (["--rlhf_type", "dpo", "--loss_type", "sigmod"], "Did you mean sigmoid"),
+    (["--rlhf_type", "grpo", "--reward_funcs", "accuracy", "--loss_type", "foo"], "--loss_type"),
     (["--rlhf_type", "kto", "--per_device_train_batch_size", "2", "--padding_free", "true"], "--padding_free"),
 ])
 def test_rlhf_bad_combinations_fail_before_loading(argv, flag, capsys):

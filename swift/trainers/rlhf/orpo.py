@@ -12,7 +12,7 @@ from typing import Any
 
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-from swift.trainers.rlhf.trl_glue import as_dataset, paired_dataset, trl_config, unwrap_model
+from swift.trainers.rlhf.trl_glue import as_dataset, paired_datasets, trl_config, unwrap_model
 from swift.trainers.saving import (
     finished_output,
     resolve_resume,
@@ -37,11 +37,7 @@ class SwiftORPOTrainer(ORPOTrainer):
                  checkpoint_files: dict[str, Any] | None = None, **kwargs: Any) -> None:
         self.template = template
         self.checkpoint_files: dict[str, Any] = dict(checkpoint_files or {})
-        train_dataset = paired_dataset(train_dataset, args.max_length, "train")
-        if isinstance(eval_dataset, dict):
-            eval_dataset = {k: paired_dataset(v, args.max_length, k) for k, v in eval_dataset.items()}
-        elif eval_dataset is not None:
-            eval_dataset = paired_dataset(eval_dataset, args.max_length, "eval")
+        train_dataset, eval_dataset = paired_datasets(train_dataset, eval_dataset, args.max_length)
         super().__init__(args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, **kwargs)
         use_swift_callbacks(self)
 

@@ -136,6 +136,16 @@ def paired_dataset(dataset: Any, max_length: int | None, name: str) -> Any:
     return kept
 
 
+def paired_datasets(train_dataset: Any, eval_dataset: Any, max_length: int | None) -> tuple[Any, Any]:
+    """`paired_dataset` over a trainer's train and eval datasets (eval: one, a dict of them, or None)."""
+    train_dataset = paired_dataset(train_dataset, max_length, "train")
+    if isinstance(eval_dataset, dict):
+        eval_dataset = {k: paired_dataset(v, max_length, k) for k, v in eval_dataset.items()}
+    elif eval_dataset is not None:
+        eval_dataset = paired_dataset(eval_dataset, max_length, "eval")
+    return train_dataset, eval_dataset
+
+
 def _has_completions(ex: dict[str, Any]) -> bool:
     n = len(ex["prompt_input_ids"])
     return len(ex["chosen_input_ids"]) > n and len(ex["rejected_input_ids"]) > n

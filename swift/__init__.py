@@ -23,6 +23,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "SwiftTrainer": ("swift.trainers", "SwiftTrainer"),
     "SftTrainer": ("swift.trainers", "SwiftTrainer"),
     "Seq2SeqTrainer": ("swift.trainers", "SwiftTrainer"),
+    "MultiModalTrainer": ("swift.trainers.multimodal", "MultiModalTrainer"),
     **{name: ("swift.trainers.rlhf.api", name) for name in (
         "DPOConfig", "KTOConfig", "CPOConfig", "ORPOConfig", "RewardConfig", "PPOConfig", "GRPOConfig", "GKDConfig",
         "DPOTrainer", "KTOTrainer", "CPOTrainer", "ORPOTrainer", "RewardTrainer", "PPOTrainer", "GRPOTrainer",

@@ -2,6 +2,8 @@
 
 A preset maps a short name (and aliases) to hub ids on ModelScope and Hugging Face, or to a file bundled in
 `swift/assets/`. `--dataset <name|alias|ms id|hf id>` finds it; anything else is a local path or a hub id.
+Multimodal presets name a preprocessor (`swift.data.mm_presets.PREPROCESSORS`) that turns the hub's own column
+layout into rows with media; the column names each one reads are written in its docstring.
 """
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ class DatasetSpec:
         split: the hub split to read.
         columns: renames applied to hub columns before normalising (`{"prompt": "query"}`).
         has_placeholders: rows contain `{{NAME}}` / `{{AUTHOR}}` (needs --model_name / --model_author).
+        subset: the hub subset (configuration) read when the spec names none (`name:subset` overrides it).
+        preprocess: the name of a row preprocessor in `swift.data.mm_presets.PREPROCESSORS`, applied to each raw
+            row before normalising (hub column layout -> a chat format with media lists).
+        tags: free-form labels ("multimodal", "image", "caption", ...).
     """
 
     name: str
@@ -38,6 +44,9 @@ class DatasetSpec:
     split: str = "train"
     columns: dict[str, str] = field(default_factory=dict)
     has_placeholders: bool = False
+    subset: str | None = None
+    preprocess: str | None = None
+    tags: tuple[str, ...] = ()
 
     def keys(self) -> tuple[str, ...]:
         """Every string that finds this preset."""
@@ -59,6 +68,27 @@ DATASETS: list[DatasetSpec] = [
     DatasetSpec("alpaca-gpt4-data-zh", ms_id="AI-ModelScope/alpaca-gpt4-data-zh",
                 hf_id="llm-wizard/alpaca-gpt4-data-zh", format="alpaca"),
     DatasetSpec("chat-mini", local_path="data/chat_mini.jsonl", format="messages", aliases=("chat_mini",)),
+    # Multimodal: the hub column layouts are in the preprocessors' docstrings (swift/data/mm_presets.py).
+    DatasetSpec("coco-en", ms_id="modelscope/coco_2014_caption", hf_id="yerevann/coco-karpathy",
+                subset="coco_2014_caption", preprocess="coco_caption", aliases=("coco_en", "coco-2014-caption"),
+                tags=("multimodal", "image", "caption", "en")),
+    DatasetSpec("nocaps", hf_id="lmms-lab/NoCaps", split="validation", preprocess="nocaps",
+                tags=("multimodal", "image", "caption", "en")),
+    DatasetSpec("webvid", hf_id="TempoFunk/webvid-10M", preprocess="webvid", aliases=("webvid-10m",),
+                tags=("multimodal", "video", "caption", "en")),
+    DatasetSpec("llava-instruct", ms_id="AI-ModelScope/LLaVA-Instruct-150K", hf_id="liuhaotian/LLaVA-Instruct-150K",
+                preprocess="llava_instruct", aliases=("llava-instruct-150k", "llava_instruct"),
+                tags=("multimodal", "image", "chat", "en")),
+    DatasetSpec("sharegpt4v", ms_id="AI-ModelScope/ShareGPT4V", hf_id="Lin-Chen/ShareGPT4V", subset="ShareGPT4V",
+                preprocess="sharegpt4v", aliases=("sharegpt-4v",), tags=("multimodal", "image", "caption", "en")),
+    DatasetSpec("textvqa", hf_id="lmms-lab/textvqa", preprocess="textvqa", aliases=("text-vqa",),
+                tags=("multimodal", "image", "vqa", "ocr", "en")),
+    DatasetSpec("vqav2", ms_id="swift/VQAv2", hf_id="HuggingFaceM4/VQAv2", preprocess="vqav2", aliases=("vqa-v2",),
+                tags=("multimodal", "image", "vqa", "en")),
+    DatasetSpec("aishell1-zh", ms_id="speech_asr/speech_asr_aishell1_trainsets", preprocess="aishell1",
+                aliases=("aishell1",), tags=("multimodal", "audio", "asr", "zh")),
+    DatasetSpec("librispeech", hf_id="openslr/librispeech_asr", subset="clean", split="train.100",
+                preprocess="librispeech", aliases=("librispeech-asr",), tags=("multimodal", "audio", "asr", "en")),
 ]
 
 
@@ -81,6 +111,10 @@ def register_dataset(spec: DatasetSpec) -> None:
         raise ValueError(f"dataset '{spec.name}': unknown format {spec.format!r}; expected one of {FORMATS}")
     if not (spec.ms_id or spec.hf_id or spec.local_path):
         raise ValueError(f"dataset '{spec.name}': give ms_id, hf_id or local_path")
+    if spec.preprocess is not None:
+        from swift.data.mm_presets import get_preprocessor
+
+        get_preprocessor(spec.preprocess)  # ValueError naming the known ones
     for key in spec.keys():
         taken = find_dataset(key)
         if taken is not None:

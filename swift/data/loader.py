@@ -3,6 +3,11 @@
 A spec is `path_or_id[:subset][#N]`: a local file or folder (jsonl/json/csv/parquet), a preset name from the
 catalog, or a hub id (`owner/name`). `#N` samples N rows reproducibly with the seed; when N is larger than the
 dataset, whole copies are repeated and the remainder sampled (as ms-swift does).
+
+Multimodal rows: relative media paths in a local file are resolved against the working directory, then against
+the dataset file's folder, and stored absolute (hub rows are left as they are). A preset with a `preprocess`
+function (`swift.data.mm_presets`) has it applied to each raw row (hub or local) before normalising; rows it
+returns None for are skipped and counted in the log.
 """
 from __future__ import annotations
 
@@ -11,13 +16,14 @@ import os
 import random
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from swift.data.catalog import DATASETS, DatasetSpec, find_dataset
-from swift.data.formats import FORMAT_HELP, Row, RowError, detect_format, normalize
+from swift.data.formats import FORMAT_HELP, MEDIA_KEYS, Row, RowError, detect_format, normalize
+from swift.data.media import is_url, looks_like_base64
 from swift.data.preference import FORMAT_HELP as ALIGNMENT_HELP
 from swift.data.readers import SUFFIXES, list_files, read_file
 from swift.data.self_cognition import PlaceholderFiller
@@ -74,6 +80,7 @@ class _Dropped:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self.examples: dict[str, str] = {}
+        self.skipped = 0  # rows a preset's preprocessor returned None for (not errors)
 
     def add(self, err: RowError, where: str) -> None:
         self.counts[err.kind] += 1
@@ -85,14 +92,55 @@ class _Dropped:
         return "; ".join(f"{n} x {kind} (e.g. {self.examples[kind]})" for kind, n in self.counts.most_common())
 
 
+def _resolve_path(text: str, folder: Path) -> str:
+    """A local media path made absolute: as given when it exists from the cwd, else under the dataset's folder.
+    URLs, data URIs and base64 strings are returned unchanged."""
+    if is_url(text) or text.startswith(("data:", "file://")):
+        return text
+    path = os.path.expanduser(text)
+    if os.path.exists(path):
+        return os.path.abspath(path)
+    if looks_like_base64(text) or os.path.isabs(path):
+        return text
+    return str(folder / path)
+
+
+def _resolve_item(item: Any, folder: Path) -> Any:
+    if isinstance(item, str):
+        return _resolve_path(item, folder)
+    if isinstance(item, dict) and not item.get("bytes") and isinstance(item.get("path"), str) and item["path"]:
+        return {**item, "path": _resolve_path(item["path"], folder)}
+    if isinstance(item, list):  # a video as a list of frames
+        return [_resolve_item(x, folder) for x in item]
+    return item
+
+
+def resolve_media_paths(row: dict, folder: str | Path) -> dict:
+    """Make the relative local paths of a canonical row's media lists absolute (see the module docstring)."""
+    folder = Path(folder).expanduser().resolve()
+    for key in MEDIA_KEYS.values():
+        if row.get(key):
+            row[key] = [_resolve_item(x, folder) for x in row[key]]
+    return row
+
+
 def _normalize_rows(raw_rows: Any, display: str, fmt: str | None, mode: str, strict: bool,
-                    columns: dict[str, str], dropped: _Dropped) -> list[Row]:
-    """Normalise raw rows of one file/hub dataset; strict raises on the first bad row, else counts it."""
+                    columns: dict[str, str], dropped: _Dropped, preprocess: Callable[[dict], dict | None] | None = None,
+                    media_dir: Path | None = None) -> list[Row]:
+    """Normalise raw rows of one file/hub dataset; strict raises on the first bad row, else counts it.
+
+    `preprocess` (a preset's) is applied to each raw row first; `media_dir` (local files) resolves media paths.
+    """
     out: list[Row] = []
     for row_no, raw in raw_rows:
         try:
             if isinstance(raw, RowError):
                 raise raw
+            if preprocess is not None and isinstance(raw, dict):
+                raw = preprocess(raw)
+                if raw is None:
+                    dropped.skipped += 1
+                    continue
             if columns and isinstance(raw, dict):
                 raw = {columns.get(k, k): v for k, v in raw.items()}
             if fmt is None and isinstance(raw, dict):
@@ -101,12 +149,23 @@ def _normalize_rows(raw_rows: Any, display: str, fmt: str | None, mode: str, str
                     hint = ALIGNMENT_HELP.get(mode, FORMAT_HELP)
                     raise DataError(f"cannot tell the data format from the columns {sorted(raw)}: {hint}",
                                     file=display, row=row_no)
-            out.append(Row(normalize(raw, fmt or "messages", mode), display, row_no))
+            row = normalize(raw, fmt or "messages", mode)
+            if media_dir is not None:
+                resolve_media_paths(row, media_dir)
+            out.append(Row(row, display, row_no))
         except RowError as e:
             if strict:
                 raise DataError(e.message, file=display, row=row_no, field=e.field) from None
             dropped.add(e, f"{display}, row {row_no}")
     return out
+
+
+def _preprocessor(preset: DatasetSpec | None) -> Callable[[dict], dict | None] | None:
+    if preset is None or preset.preprocess is None:
+        return None
+    from swift.data.mm_presets import get_preprocessor
+
+    return get_preprocessor(preset.preprocess)
 
 
 def _load_one(req: DatasetRequest, *, mode: str, strict: bool, use_hf: bool, filler: PlaceholderFiller) -> list[Row]:
@@ -124,9 +183,13 @@ def _load_one(req: DatasetRequest, *, mode: str, strict: bool, use_hf: bool, fil
                 display = str(file)
             else:
                 display = req.name if file == path else os.path.join(req.name, file.name)
-            rows.extend(_normalize_rows(read_file(file, display), display, fmt, mode, strict, columns, dropped))
+            rows.extend(_normalize_rows(read_file(file, display), display, fmt, mode, strict, columns, dropped,
+                                        _preprocessor(preset), file.resolve().parent))
     else:
         rows = _load_hub(req, preset, mode=mode, strict=strict, use_hf=use_hf, dropped=dropped)
+    if dropped.skipped:
+        logger.warning("'%s': the preset's preprocessor skipped %d rows it cannot use (e.g. media it cannot fetch; "
+                       "see swift.data.mm_presets)", req.text, dropped.skipped)
     n_dropped = sum(dropped.counts.values())
     total = len(rows) + n_dropped
     if n_dropped:
@@ -136,7 +199,8 @@ def _load_one(req: DatasetRequest, *, mode: str, strict: bool, use_hf: bool, fil
                             "the first bad row and names it)", file=req.name)
         logger.warning(msg)
     if not rows:
-        raise DataError("the dataset has no rows", file=req.name)
+        why = f" (the preset's preprocessor skipped all {dropped.skipped})" if dropped.skipped else ""
+        raise DataError(f"the dataset has no rows{why}", file=req.name)
     for row in rows:
         filler.fill(row, req.name)
     return rows
@@ -157,9 +221,10 @@ def _load_hub(req: DatasetRequest, preset: DatasetSpec | None, *, mode: str, str
         if hub_id is None:
             raise DataError(f"the preset '{preset.name}' has no {'Hugging Face' if use_hf else 'ModelScope'} id; "
                             f"try --use_hf {'false' if use_hf else 'true'}", file=req.name)
-    raw = load_hub_rows(hub_id, req.subset, preset.split if preset else "train", use_hf)
+    subset = req.subset or (preset.subset if preset else None)
+    raw = load_hub_rows(hub_id, subset, preset.split if preset else "train", use_hf)
     return _normalize_rows(enumerate(raw, 1), hub_id, preset.format if preset else None, mode, strict,
-                           preset.columns if preset else {}, dropped)
+                           preset.columns if preset else {}, dropped, _preprocessor(preset))
 
 
 def sample_rows(rows: list[Row], n: int, rng: random.Random) -> list[Row]:

@@ -62,10 +62,21 @@ def infer_rows(engine: Engine, rows: list[dict[str, Any]], config: RequestConfig
     with open(path, "w", encoding="utf-8") as f, tqdm(total=len(rows), desc="infer", unit="row") as bar:
         for start in range(0, len(prompts), batch_size):
             chunk = prompts[start:start + batch_size]
-            responses = engine.infer([InferRequest(messages=m) for m, _ in chunk], config)
-            for (messages, reference), resp in zip(chunk, responses):
-                line = {"messages": messages, "response": resp.text, "labels": reference}
+            media = [_media(row) for row in rows[start:start + batch_size]]
+            responses = engine.infer([InferRequest(messages=m, **md) for (m, _), md in zip(chunk, media)], config)
+            for (messages, reference), md, resp in zip(chunk, media, responses):
+                line = {"messages": messages, **_jsonable(md), "response": resp.text, "labels": reference}
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
             f.flush()
             bar.update(len(chunk))
     return str(path)
+
+
+def _media(row: dict[str, Any]) -> dict[str, list]:
+    """The row's images / videos / audios lists (only those it has)."""
+    return {k: list(row[k]) for k in ("images", "videos", "audios") if isinstance(row, dict) and row.get(k)}
+
+
+def _jsonable(media: dict[str, list]) -> dict[str, list]:
+    """Media lists made of paths or URLs, as written to the result file (decoded images are left out)."""
+    return {k: v for k, v in media.items() if all(isinstance(x, str) and len(x) < 4096 for x in v)}

@@ -59,9 +59,15 @@ class RequestConfig:
 
 @dataclass
 class InferRequest:
-    """One conversation to continue: OpenAI-style messages ending with a user turn."""
+    """One conversation to continue: OpenAI-style messages ending with a user turn.
+
+    For a multimodal model, `<image>` / `<video>` / `<audio>` tags in the contents take the items of `images`,
+    `videos` and `audios` in order (local paths, URLs, base64, PIL images; a video may be a list of frames)."""
 
     messages: list[dict[str, Any]]
+    images: list[Any] = field(default_factory=list)
+    videos: list[Any] = field(default_factory=list)
+    audios: list[Any] = field(default_factory=list)
 
 
 @dataclass

@@ -41,15 +41,20 @@ class PtEngine:
         tokenizer: Its tokenizer; used to decode and to pick the padding id.
         template: Encodes messages to prompt ids and names the stop token ids.
         max_batch_size: Most prompts run through one `generate` call.
+        mm_encoder: For a multimodal model, a `swift.data.mm_encode.MultiModalEncoder`: requests' images,
+            videos and audios are encoded with it.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, template: PromptTemplate, *, max_batch_size: int = 16):
+    def __init__(self, model: Any, tokenizer: Any, template: PromptTemplate, *, max_batch_size: int = 16,
+                 mm_encoder: Any = None):
         if max_batch_size < 1:
             raise SwiftError(f"max_batch_size must be at least 1, got {max_batch_size}.")
         self.model = model
-        self.tokenizer = tokenizer
         self.template = template
         self.max_batch_size = max_batch_size
+        self.mm_encoder = mm_encoder
+        self.tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor's text tokenizer
+        tokenizer = self.tokenizer
         self.stop_token_ids = [int(t) for t in template.stop_token_ids]
         if not self.stop_token_ids and tokenizer.eos_token_id is not None:
             self.stop_token_ids = [int(tokenizer.eos_token_id)]
@@ -80,7 +85,7 @@ class PtEngine:
         config = config or RequestConfig()
         prompts = [self._encode(r) for r in requests]
         # similar lengths share a batch, so there is little padding; the order is restored below
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]["input_ids"]))
         results: list[InferResponse | None] = [None] * len(prompts)
         for start in range(0, len(order), self.max_batch_size):
             chunk = order[start:start + self.max_batch_size]
@@ -88,30 +93,63 @@ class PtEngine:
                 results[i] = resp
         return [r for r in results if r is not None]
 
-    def _encode(self, request: InferRequest) -> list[int]:
+    def _encode(self, request: InferRequest) -> dict[str, Any]:
+        """{"input_ids": prompt ids, ...media tensors and per-token lists of a multimodal model}."""
         if not request.messages:
             raise SwiftError("An inference request has no messages; give at least one user message.")
-        ids = list(self.template.encode_prompt(request.messages))
-        if not ids:
-            raise SwiftError("The template encoded the request's messages to an empty prompt.")
-        return ids
+        has_media = bool(request.images or request.videos or request.audios)
+        if self.mm_encoder is not None:
+            from swift.data.formats import RowError, normalize
 
-    def _generate_batch(self, prompts: list[list[int]], config: RequestConfig) -> list[InferResponse]:
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, ids in enumerate(prompts):  # left padding: every prompt ends at the same column
-            input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, width - len(ids):] = 1
+            row: dict[str, Any] = {"messages": request.messages}
+            for key in ("images", "videos", "audios"):
+                if getattr(request, key):
+                    row[key] = list(getattr(request, key))
+            try:  # OpenAI content parts become tags; items without tags go before the first user message
+                row = normalize(row, "messages", mode="infer")
+            except RowError as e:
+                raise SwiftError(f"bad request ({e.field}): {e.message}") from None
+            out = dict(self.mm_encoder.encode_prompt(row))
+        elif has_media:
+            raise SwiftError("This model takes text only, but the request has images, videos or audios.")
+        else:
+            out = {"input_ids": list(self.template.encode_prompt(request.messages))}
+        if not out["input_ids"]:
+            raise SwiftError("The template encoded the request's messages to an empty prompt.")
+        return out
+
+    def _model_inputs(self, prompts: list[dict[str, Any]]) -> tuple[dict[str, torch.Tensor], int]:
+        """Left-padded ids and mask (every prompt ends at the same column), plus media tensors in order."""
+        width = max(len(p["input_ids"]) for p in prompts)
+        inputs: dict[str, Any] = {}
+        for key, fill in (("input_ids", self.pad_token_id), ("attention_mask", 0), ("mm_token_type_ids", 0)):
+            if key != "attention_mask" and key not in prompts[0]:
+                continue
+            t = torch.full((len(prompts), width), fill, dtype=torch.long)
+            for row, p in enumerate(prompts):
+                n = len(p["input_ids"])
+                t[row, width - n:] = 1 if key == "attention_mask" else torch.as_tensor(p[key], dtype=torch.long)
+            inputs[key] = t
+        media = dict.fromkeys(k for p in prompts for k in p if k not in ("input_ids", "mm_token_type_ids"))
+        if media:
+            from swift.data.mm_dataset import _media_cat
+
+            for key in media:
+                inputs[key] = _media_cat([p[key] for p in prompts if key in p])
+        dtype = next((p.dtype for p in self.model.parameters() if p.is_floating_point()), None)
+        moved = {k: v.to(self.device, dtype=dtype if v.is_floating_point() and dtype is not None else None)
+                 for k, v in inputs.items()}
+        return moved, width
+
+    def _generate_batch(self, prompts: list[dict[str, Any]], config: RequestConfig) -> list[InferResponse]:
+        inputs, width = self._model_inputs(prompts)
         stopper = _StopStringCriteria(self.tokenizer, config.stop, self.stop_token_ids, width, len(prompts))
         criteria = StoppingCriteriaList([stopper] if stopper.stops else [])
         with self._lock, _seeded(config.seed, self.device), torch.inference_mode():
-            out = self.model.generate(
-                input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
-                stopping_criteria=criteria, **self._generate_kwargs(config))
+            out = self.model.generate(**inputs, stopping_criteria=criteria, **self._generate_kwargs(config))
         out = out.cpu()
-        return [self._finish(out[row, width:].tolist(), len(prompts[row]), stopper.stop_at[row], config)
-                for row in range(len(prompts))]
+        return [self._finish(out[row, width:].tolist(), len(prompts[row]["input_ids"]), stopper.stop_at[row],
+                             config) for row in range(len(prompts))]
 
     def _finish(self, generated: list[int], prompt_len: int, stop_at: int | None,
                 config: RequestConfig) -> InferResponse:
@@ -166,13 +204,13 @@ class PtEngine:
             cancel.set()
             worker.join()
 
-    def _stream_worker(self, prompt: list[int], config: RequestConfig, tokens: queue.Queue,
+    def _stream_worker(self, prompt: dict[str, Any], config: RequestConfig, tokens: queue.Queue,
                        cancel: threading.Event) -> None:
         try:
-            input_ids = torch.tensor([prompt], dtype=torch.long, device=self.device)
+            inputs, _ = self._model_inputs([prompt])
             with self._lock, _seeded(config.seed, self.device), torch.inference_mode():
                 self.model.generate(
-                    input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                    **inputs,
                     streamer=_QueueStreamer(tokens), stopping_criteria=StoppingCriteriaList([_Cancel(cancel)]),
                     **self._generate_kwargs(config))
         except BaseException as e:  # handed to the consuming thread, which re-raises it

@@ -229,14 +229,22 @@ def load_model_and_tokenizer(model: str | None, *, torch_dtype: str | None = Non
 
 
 def load_tokenizer(model_dir: str, *, trust_remote_code: bool = False, is_multimodal: bool | None = None) -> Any:
-    """Load the tokenizer (or, for a multimodal model, the processor) of a local folder, with a pad token."""
-    from transformers import AutoProcessor, AutoTokenizer
+    """Load the tokenizer (or, for a multimodal model, the processor) of a local folder, with a pad token.
+
+    Multimodal folders go through `swift.models.processor.load_processor`: the official processor, or a
+    `SwiftProcessor` where transformers cannot build it (Qwen2-VL without torchvision).
+    """
+    from transformers import AutoTokenizer
+
+    from swift.models.processor import load_processor
 
     if is_multimodal is None:
         is_multimodal = model_info(model_dir)["is_multimodal"]
-    loader = AutoProcessor if is_multimodal else AutoTokenizer
     try:
-        tok = loader.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        if is_multimodal:
+            tok = load_processor(model_dir, trust_remote_code=trust_remote_code)
+        else:
+            tok = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     except ValueError as e:
         if "trust_remote_code" in str(e):
             raise SwiftError(_remote_code_message(model_dir, None)) from e
@@ -271,11 +279,16 @@ def _sync_pad_token(model: Any, tokenizer: Any) -> None:
 
 
 def _auto_model_class(info: dict[str, Any]) -> Any:
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
-    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoModelForMultimodalLM
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+        MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES,
+    )
 
     if info["is_multimodal"] and info["model_type"] in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
         return AutoModelForImageTextToText
+    if info["is_multimodal"] and info["model_type"] in MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES:
+        return AutoModelForMultimodalLM  # audio-text models such as Qwen2-Audio
     return AutoModelForCausalLM
 
 

@@ -32,7 +32,7 @@ class ModelSpec:
         architectures: The `architectures` that the model's config.json lists.
         requires: Minimum transformers version, e.g. "4.37"; None when any 5.x works.
         is_multimodal: True when the model takes images, video or audio.
-        tags: Free labels: "chat", "base", "reasoning", "vision", "remote_code", "demo", ...
+        tags: Free labels: "chat", "base", "reasoning", "vision" (images), "video", "audio", "remote_code", "demo", ...
     """
 
     model_type: str
@@ -62,6 +62,10 @@ def _spec(model_type: str, hf_id: str | None, ms_id: str | None = "same", **kw) 
 _QWEN2 = ("Qwen2ForCausalLM",)
 _LLAMA = ("LlamaForCausalLM",)
 _CHAT = ("chat",)
+_VIDEO = ("chat", "vision", "video")
+_QWEN2_VL = ("Qwen2VLForConditionalGeneration",)
+_QWEN2_5_VL = ("Qwen2_5_VLForConditionalGeneration",)
+_INTERNVL = ("InternVLForConditionalGeneration",)
 
 MODELS: list[ModelSpec] = [
     # The built-in demo: a small random-weight Qwen2 built locally (swift.models.demo), never downloaded.
@@ -84,16 +88,29 @@ MODELS: list[ModelSpec] = [
           requires="4.51", tags=("chat", "reasoning")),
     _spec("qwen3-4b", "Qwen/Qwen3-4B", template="qwen3", architectures=("Qwen3ForCausalLM",),
           requires="4.51", tags=("chat", "reasoning")),
-    # Qwen2-VL (multimodal)
+    # Multimodal: Qwen2-VL / Qwen2.5-VL (images and video), Qwen2-Audio, LLaVA-1.5, LLaVA-NeXT, InternVL3 ("-hf":
+    # the transformers-native repos, no remote code).
     _spec("qwen2-vl-2b-instruct", "Qwen/Qwen2-VL-2B-Instruct", aliases=("qwen-vl", "qwen2-vl"),
-          template="qwen2_vl", architectures=("Qwen2VLForConditionalGeneration",), requires="4.45",
-          is_multimodal=True, tags=("chat", "vision")),
-    _spec("qwen2-vl-7b-instruct", "Qwen/Qwen2-VL-7B-Instruct", template="qwen2_vl",
-          architectures=("Qwen2VLForConditionalGeneration",), requires="4.45", is_multimodal=True,
-          tags=("chat", "vision")),
+          template="qwen2_vl", architectures=_QWEN2_VL, requires="4.45", is_multimodal=True, tags=_VIDEO),
+    _spec("qwen2-vl-7b-instruct", "Qwen/Qwen2-VL-7B-Instruct", template="qwen2_vl", architectures=_QWEN2_VL,
+          requires="4.45", is_multimodal=True, tags=_VIDEO),
     _spec("qwen2.5-vl-3b-instruct", "Qwen/Qwen2.5-VL-3B-Instruct", aliases=("qwen2.5-vl",),
-          template="qwen2_5_vl", architectures=("Qwen2_5_VLForConditionalGeneration",), requires="4.49",
+          template="qwen2_5_vl", architectures=_QWEN2_5_VL, requires="4.49", is_multimodal=True, tags=_VIDEO),
+    _spec("qwen2.5-vl-7b-instruct", "Qwen/Qwen2.5-VL-7B-Instruct", template="qwen2_5_vl",
+          architectures=_QWEN2_5_VL, requires="4.49", is_multimodal=True, tags=_VIDEO),
+    _spec("qwen2-audio-7b-instruct", "Qwen/Qwen2-Audio-7B-Instruct", aliases=("qwen-audio", "qwen2-audio"),
+          template="qwen2_audio", architectures=("Qwen2AudioForConditionalGeneration",), requires="4.45",
+          is_multimodal=True, tags=("chat", "audio")),
+    _spec("llava-1.5-7b-hf", "llava-hf/llava-1.5-7b-hf", aliases=("llava", "llava-1.5", "llava1.5"),
+          template="llava1_5_hf", architectures=("LlavaForConditionalGeneration",), requires="4.36",
           is_multimodal=True, tags=("chat", "vision")),
+    _spec("llava-v1.6-mistral-7b-hf", "llava-hf/llava-v1.6-mistral-7b-hf", aliases=("llava-next", "llava1.6"),
+          template="llava1_6_mistral_hf", architectures=("LlavaNextForConditionalGeneration",), requires="4.39",
+          is_multimodal=True, tags=("chat", "vision")),
+    _spec("internvl3-1b-hf", "OpenGVLab/InternVL3-1B-hf", aliases=("internvl", "internvl3"), template="internvl_hf",
+          architectures=_INTERNVL, requires="4.52", is_multimodal=True, tags=_VIDEO),
+    _spec("internvl3-2b-hf", "OpenGVLab/InternVL3-2B-hf", template="internvl_hf", architectures=_INTERNVL,
+          requires="4.52", is_multimodal=True, tags=_VIDEO),
     # Llama 3.x
     _spec("llama3.1-8b-instruct", "meta-llama/Llama-3.1-8B-Instruct", "LLM-Research/Meta-Llama-3.1-8B-Instruct",
           aliases=("llama3.1", "llama3", "llama", "llama-3.1-8b-instruct"), template="llama3", architectures=_LLAMA,

@@ -5,6 +5,9 @@ They use SwiftLab's own offline tokenizer (`swift/assets/demo_model`, ChatML tem
     from swift.models.tiny import make_tiny_model
     path = make_tiny_model("llama", "/tmp/tiny-llama", num_hidden_layers=1)
     AutoModelForCausalLM.from_pretrained(path)
+
+Multimodal families ("qwen2_vl", "qwen2_5_vl", "qwen2_audio", "llava", "llava_next", "internvl") are built by
+`swift.models.tiny_mm` with their processor files, and load with `swift.models.loader.load_model_and_tokenizer`.
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import os
 import shutil
 from pathlib import Path
 from typing import Any
+
+from swift.models.tiny_mm import MM_ARCHS, make_tiny_mm_model
 
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 DEMO_TOKENIZER_DIR = ASSETS_DIR / "demo_model"
@@ -41,18 +46,25 @@ def make_tiny_model(arch: str, out_dir: str | os.PathLike, *, tokenizer_dir: str
     """Build a small random-weight causal LM and save it with its tokenizer.
 
     Args:
-        arch: "qwen2" or "llama" (the real transformers config and model classes).
+        arch: "qwen2" or "llama" (the real transformers config and model classes), or a multimodal family:
+            "qwen2_vl", "qwen2_5_vl", "qwen2_audio", "llava", "llava_next", "internvl" (see `swift.models.tiny_mm`;
+            their folders also hold the processor files and a chat template that renders media items).
         out_dir: Folder to write (created if missing): config.json, model.safetensors,
             generation_config.json and the tokenizer files.
         tokenizer_dir: Folder of the tokenizer to copy; default: the bundled demo tokenizer.
         seed: Seed of the random weights; the same seed gives the same weights.
-        **config_overrides: Config fields to change (hidden_size, num_hidden_layers, ...).
+        **config_overrides: Config fields to change (hidden_size, num_hidden_layers, ...). For multimodal
+            families, language-model fields go to the text config and `vision_config=` / `audio_config=` /
+            `text_config=` dicts change those sub-configs.
 
     Returns:
         `out_dir` as an absolute path string.
     """
+    if arch in MM_ARCHS:
+        return make_tiny_mm_model(arch, out_dir, tokenizer_dir=tokenizer_dir or DEMO_TOKENIZER_DIR, seed=seed,
+                                  **config_overrides)
     if arch not in ARCHS:
-        raise ValueError(f"Unknown tiny model arch '{arch}'; choose one of {sorted(ARCHS)}.")
+        raise ValueError(f"Unknown tiny model arch '{arch}'; choose one of {sorted(ARCHS) + list(MM_ARCHS)}.")
     build_model_folder(arch, {**TINY_DEFAULTS, **config_overrides}, out_dir,
                        tokenizer_dir=tokenizer_dir or DEMO_TOKENIZER_DIR, seed=seed)
     return str(Path(out_dir).resolve())

@@ -80,8 +80,28 @@ class TemplateArguments:
     """What to do with rows longer than --max_length: delete (drop and count them), left or right (cut)."""
     loss_scale: Literal["default", "all", "last_round"] = "default"
     """Which assistant turns are trained on: default/all (every assistant turn) or last_round (the last only)."""
+    max_pixels: int | None = None
+    """Multimodal: pixel budget per image (Qwen2-VL family; larger images are scaled down, fewer image tokens).
+    Default: env MAX_PIXELS, else the processor's."""
+    min_pixels: int | None = None
+    """Multimodal: lower pixel bound per image (Qwen2-VL family). Default: env MIN_PIXELS, else the processor's."""
+    video_max_pixels: int | None = None
+    """Multimodal: pixel budget per video frame (Qwen2-VL family). Default: env VIDEO_MAX_PIXELS, else 768*28*28."""
+    fps: float | None = None
+    """Multimodal: frames sampled per second of a video file. Default: env FPS, else 2."""
+    max_frames: int | None = None
+    """Multimodal: most frames taken from one video. Default: env FPS_MAX_FRAMES, else 16."""
 
     def __post_init__(self) -> None:
+        from swift.utils.env import media_defaults
+
+        for key, value in media_defaults().items():
+            if getattr(self, key) is None:
+                setattr(self, key, value if key == "fps" else int(value))
+        for key in ("max_pixels", "min_pixels", "video_max_pixels", "fps", "max_frames"):
+            value = getattr(self, key)
+            if value is not None and value <= 0:
+                raise ArgumentError(key, f"must be positive, got {value}")
         if self.max_length is not None and self.max_length <= 0:
             raise ArgumentError("max_length", f"must be positive, got {self.max_length}")
         if self.truncation_strategy not in ("delete", "left", "right"):
@@ -158,8 +178,23 @@ class TunerArguments:
     """--tuner_type freeze: parameter-name prefixes to freeze."""
     trainable_parameters: list[str] = field(default_factory=list)
     """--tuner_type freeze: parameter-name prefixes to train even if frozen by the other flags."""
+    freeze_vit: bool = True
+    """Multimodal models: keep the vision/audio tower frozen (full/freeze tuning), and out of `all-linear` LoRA."""
+    freeze_aligner: bool = True
+    """Multimodal models: keep the aligner (the projector between the vision tower and the language model, e.g.
+    Qwen2-VL's merger) frozen, and out of `all-linear` LoRA."""
+    freeze_llm: bool = False
+    """Multimodal models: freeze the language model (full/freeze tuning), or leave it out of `all-linear` LoRA."""
+    vit_lr: float | None = None
+    """Multimodal models: learning rate of the vision/audio tower when it trains (default: --learning_rate)."""
+    aligner_lr: float | None = None
+    """Multimodal models: learning rate of the aligner when it trains (default: --learning_rate)."""
 
     def __post_init__(self) -> None:
+        for name in ("vit_lr", "aligner_lr"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ArgumentError(name, f"must be positive, got {value}")
         if self.tuner_type not in ("lora", "full", "freeze"):
             raise ArgumentError("tuner_type", f"expected lora, full or freeze, got {self.tuner_type!r}")
         if self.lora_rank <= 0:

@@ -74,9 +74,16 @@ def rows_fingerprint(rows: list[dict] | None) -> str | None:
         return None
     h = hashlib.sha256()
     for row in rows:
-        h.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+        h.update(json.dumps(row, sort_keys=True, ensure_ascii=False, default=_content_hash).encode("utf-8"))
         h.update(b"\n")
     return h.hexdigest()[:16]
+
+
+def _content_hash(value: Any) -> str:
+    """A stable stand-in for what JSON cannot hold in a row: bytes, decoded images, arrays."""
+    data = getattr(value, "tobytes", None)
+    raw = value if isinstance(value, (bytes, bytearray)) else data() if callable(data) else repr(value).encode()
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 def write_run_files(run_dir: Path, args: dict[str, Any], manifest: dict[str, Any]) -> None:

@@ -13,7 +13,8 @@ logger = get_logger("swift.infer")
 
 # Flags a checkpoint's args.json fills in when the user did not give them.
 _INHERITED = ("model", "model_type", "template", "system", "max_length", "torch_dtype", "attn_impl",
-              "trust_remote_code", "use_hf", "model_revision")
+              "trust_remote_code", "use_hf", "model_revision", "max_pixels", "min_pixels", "video_max_pixels", "fps",
+              "max_frames")
 
 
 def inherit_checkpoint_args(args: ParsedArgs, checkpoint: str) -> dict[str, Any]:
@@ -50,9 +51,12 @@ def resolve_base_model(args: ParsedArgs, saved: dict[str, Any], adapters: list[s
 def build_engine(args: ParsedArgs):
     """Load model (+ adapters) and return (engine, template)."""
     from swift.infer.pt import PtEngine
+    from swift.pipelines.mm import make_mm_encoder
 
     model, tokenizer, template = load_model_and_template(args)
-    return PtEngine(model, tokenizer, template, max_batch_size=args.groups["InferArguments"].max_batch_size), template
+    engine = PtEngine(model, tokenizer, template, max_batch_size=args.groups["InferArguments"].max_batch_size,
+                      mm_encoder=make_mm_encoder(args, template, tokenizer, model))
+    return engine, template
 
 
 def load_model_and_template(args: ParsedArgs):
@@ -81,7 +85,8 @@ def load_model_and_template(args: ParsedArgs):
     model, tokenizer = load_for_inference(model_dir, adapters=adapters, merge_lora=inf.merge_lora,
                                           torch_dtype=m.torch_dtype, attn_impl=m.attn_impl,
                                           device_map=m.device_map)
-    template = get_template(tokenizer, t.template, system=t.system, max_length=t.max_length)
+    template = get_template(getattr(tokenizer, "tokenizer", tokenizer), t.template, system=t.system,
+                            max_length=t.max_length)
     return model, tokenizer, template
 
 
@@ -104,7 +109,10 @@ def run_infer(args: ParsedArgs) -> str | None:
     model, tokenizer, template = load_model_and_template(args)
     if is_reward_model(model):
         return _score(args, model, template, data)
-    engine = PtEngine(model, tokenizer, template, max_batch_size=inf.max_batch_size)
+    from swift.pipelines.mm import make_mm_encoder
+
+    mm_encoder = make_mm_encoder(args, template, tokenizer, model)
+    engine = PtEngine(model, tokenizer, template, max_batch_size=inf.max_batch_size, mm_encoder=mm_encoder)
     config = request_config(args)
     if data:
         from swift.data import load_datasets
@@ -118,7 +126,8 @@ def run_infer(args: ParsedArgs) -> str | None:
         return path
     from swift.infer.chat import run_chat
 
-    run_chat(engine, config, system=args.groups["TemplateArguments"].system, stream=config.stream)
+    run_chat(engine, config, system=args.groups["TemplateArguments"].system, stream=config.stream,
+             modalities=mm_encoder.plugin.modalities if mm_encoder is not None else ())
     return None
 
 

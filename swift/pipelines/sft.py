@@ -179,7 +179,8 @@ def prepare_tuner(args: ParsedArgs, model, task_type: str = "CAUSAL_LM"):
         )
     model = prepare_model(model, tuner_type=tu.tuner_type, lora=lora, task_type=task_type,
                           freeze_parameters_ratio=tu.freeze_parameters_ratio,
-                          freeze_parameters=tu.freeze_parameters, trainable_parameters=tu.trainable_parameters)
+                          freeze_parameters=tu.freeze_parameters, trainable_parameters=tu.trainable_parameters,
+                          freeze_vit=tu.freeze_vit, freeze_aligner=tu.freeze_aligner, freeze_llm=tu.freeze_llm)
     if lora is not None and lora.modifies_base_weights:
         # PiSSA/OLoRA: keep the initial adapter so every checkpoint also gets one for the original base.
         from swift.tuners.model import SwiftModel, snapshot_adapter
@@ -188,6 +189,24 @@ def prepare_tuner(args: ParsedArgs, model, task_type: str = "CAUSAL_LM"):
         wrapped._initial_adapter = snapshot_adapter(model)
         return wrapped
     return model
+
+
+def _multimodal_optimizer(args: ParsedArgs, model, hf_args):
+    """AdamW with --vit_lr / --aligner_lr for the vision tower and the aligner, --learning_rate for the rest."""
+    import torch
+
+    from swift.tuners.multimodal import is_multimodal_model, multimodal_param_groups
+
+    tu = args.groups["TunerArguments"]
+    inner = getattr(model, "unwrap", lambda: model)()
+    if not is_multimodal_model(inner):
+        raise ArgumentError("vit_lr", "--vit_lr / --aligner_lr apply to multimodal models only")
+    if tu.lorap_lr_ratio:
+        raise ArgumentError("vit_lr", "--vit_lr / --aligner_lr cannot be combined with --lorap_lr_ratio yet")
+    groups = multimodal_param_groups(inner, lr=hf_args.learning_rate, vit_lr=tu.vit_lr, aligner_lr=tu.aligner_lr,
+                                     weight_decay=hf_args.weight_decay)
+    return torch.optim.AdamW(groups, lr=hf_args.learning_rate, betas=(hf_args.adam_beta1, hf_args.adam_beta2),
+                             eps=hf_args.adam_epsilon)
 
 
 def _targets(values: list[str]) -> str | list[str]:
@@ -210,7 +229,13 @@ def run_sft(args: ParsedArgs, mode: str = "sft") -> dict[str, Any]:
 
     model, tokenizer, model_dir = load_model(args)
     template = make_template(args, tokenizer)
-    train_ds, val_ds, fingerprints = _load_data(args, template, mode)
+    from swift.pipelines.mm import load_mm_data, make_mm_encoder
+
+    mm_encoder = make_mm_encoder(args, template, tokenizer, model)
+    if mm_encoder is not None:
+        train_ds, val_ds, fingerprints = load_mm_data(args, mm_encoder, mode)
+    else:
+        train_ds, val_ds, fingerprints = _load_data(args, template, mode)
     model = prepare_tuner(args, model)
 
     flat = dict(public_args(args.flat))
@@ -225,7 +250,13 @@ def run_sft(args: ParsedArgs, mode: str = "sft") -> dict[str, Any]:
     from swift.trainers import SwiftTrainer
 
     d = args.groups["DataArguments"]
-    collator = DataCollator(tokenizer.pad_token_id, padding_free=d.packing or d.padding_free)
+    text_tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
+    if mm_encoder is not None:
+        from swift.data.mm_dataset import MultiModalCollator
+
+        collator = MultiModalCollator(text_tokenizer.pad_token_id, padding_free=d.packing or d.padding_free)
+    else:
+        collator = DataCollator(text_tokenizer.pad_token_id, padding_free=d.packing or d.padding_free)
     hf_args = _training_arguments(args, run_dir, val_ds is not None, mode)
     optimizers = (None, None)
     tu = args.groups["TunerArguments"]
@@ -235,10 +266,17 @@ def run_sft(args: ParsedArgs, mode: str = "sft") -> dict[str, Any]:
         opt = create_loraplus_optimizer(getattr(model, "unwrap", lambda: model)(), lr=hf_args.learning_rate, weight_decay=hf_args.weight_decay,
                                         lorap_lr_ratio=tu.lorap_lr_ratio)
         optimizers = (opt, None)
-    trainer = SwiftTrainer(
-        model=model, args=hf_args, train_dataset=train_ds, eval_dataset=val_ds, data_collator=collator,
-        processing_class=tokenizer, template=template, checkpoint_files={"args.json": flat}, optimizers=optimizers,
-    )
+    if tu.vit_lr is not None or tu.aligner_lr is not None:
+        optimizers = (_multimodal_optimizer(args, model, hf_args), None)
+    trainer_kwargs = dict(model=model, args=hf_args, train_dataset=train_ds, eval_dataset=val_ds,
+                          data_collator=collator, processing_class=tokenizer, template=template,
+                          checkpoint_files={"args.json": flat}, optimizers=optimizers)
+    if mm_encoder is not None:
+        from swift.trainers.multimodal import MultiModalTrainer
+
+        trainer = MultiModalTrainer(encoder=mm_encoder, **trainer_kwargs)
+    else:
+        trainer = SwiftTrainer(**trainer_kwargs)
     result = trainer.train(resume_from_checkpoint=resume_ckpt)
     from swift.trainers import find_latest_checkpoint
 

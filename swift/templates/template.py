@@ -294,12 +294,16 @@ def get_template(tokenizer, template: str | None = None, *, system: str | None =
     Raises:
         SwiftError: For an unknown template name (the message lists the known ones).
     """
+    processor = tokenizer  # a multimodal processor: its text tokenizer encodes, its chat template is a fallback
+    tokenizer = getattr(processor, "tokenizer", processor)
     if template in (None, "auto"):
         own = None
         try:
             own = tokenizer.get_chat_template()
         except (ValueError, AttributeError, TypeError):
             own = None
+        if not own and processor is not tokenizer and isinstance(getattr(processor, "chat_template", None), str):
+            own = processor.chat_template
         if own:
             chat_template, name = own, "auto"
         else:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from swift.tuners.config import LoRAConfig, check_freeze_args
+from swift.tuners.multimodal import apply_freeze, is_multimodal_model, lora_target_regex
 from swift.utils.errors import ArgumentError, SwiftError
 from swift.utils.logging import get_logger
 
@@ -24,6 +25,9 @@ def prepare_model(
     freeze_parameters: Sequence[str] = (),
     trainable_parameters: Sequence[str] = (),
     task_type: str | None = "CAUSAL_LM",
+    freeze_vit: bool = True,
+    freeze_aligner: bool = True,
+    freeze_llm: bool = False,
 ) -> nn.Module:
     """Make `model` ready for training with the chosen tuner.
 
@@ -39,6 +43,10 @@ def prepare_model(
         freeze_parameters: Also freeze parameters whose names start with one of these prefixes.
         trainable_parameters: Then unfreeze parameters whose names start with one of these prefixes.
         task_type: peft task type for "lora".
+        freeze_vit: Multimodal models: keep the vision/audio tower frozen (full/freeze), or leave its linear
+            layers out of "all-linear" LoRA. No effect on text models.
+        freeze_aligner: Multimodal models: the same for the aligner (projector / merger).
+        freeze_llm: Freeze the language model (full/freeze) or leave it out of "all-linear" LoRA.
 
     Returns:
         The peft model for "lora", else `model` itself with `requires_grad` set.
@@ -51,7 +59,7 @@ def prepare_model(
         raise ArgumentError("tuner_type", f"must be one of lora, full, freeze; got {tuner_type!r}")
     check_freeze_args(tuner_type, freeze_parameters_ratio, list(freeze_parameters), list(trainable_parameters))
     if tuner_type == "lora":
-        return _apply_lora(model, lora or LoRAConfig(), task_type)
+        return _apply_lora(model, lora or LoRAConfig(), task_type, (freeze_vit, freeze_aligner, freeze_llm))
     if lora is not None:
         raise ArgumentError("tuner_type", f"a LoRA config was given but tuner_type is {tuner_type!r}")
     if is_quantized(model):
@@ -60,24 +68,34 @@ def prepare_model(
             "cannot be trained; use LoRA (QLoRA) or load the model without quantization")
     for p in model.parameters():
         p.requires_grad_(p.is_floating_point() or p.is_complex())
+    multimodal = is_multimodal_model(model)
+    if freeze_llm or multimodal:
+        apply_freeze(model, freeze_vit=freeze_vit, freeze_aligner=freeze_aligner, freeze_llm=freeze_llm)
     _freeze_by_ratio(model, freeze_parameters_ratio)
     _set_by_prefix(model, freeze_parameters, False, "freeze_parameters")
     _set_by_prefix(model, trainable_parameters, True, "trainable_parameters")
-    if tuner_type == "freeze" and not freeze_parameters_ratio and not freeze_parameters:
+    if tuner_type == "freeze" and not freeze_parameters_ratio and not freeze_parameters and not multimodal:
         logger.warning("tuner_type 'freeze' without freeze_parameters_ratio or freeze_parameters trains "
                        "every weight, like 'full'")
     logger.info("%s tuning: %s", tuner_type, parameter_summary(model))
     return model
 
 
-def _apply_lora(model: nn.Module, lora: LoRAConfig, task_type: str | None) -> nn.Module:
+def _apply_lora(model: nn.Module, lora: LoRAConfig, task_type: str | None,
+                freeze: tuple[bool, bool, bool] = (True, True, False)) -> nn.Module:
     import peft
 
     if isinstance(model, peft.PeftModel):
         raise SwiftError("the model already carries peft adapters; pass the base model, or keep training the "
                          "loaded adapter as it is")
-    exclude = language_model_exclude(model) if lora.target_modules == "all-linear" else None
+    regex = exclude = None
+    if lora.target_modules == "all-linear":
+        # Multimodal: the parts the freeze flags leave trainable; text models keep peft's own all-linear.
+        regex = lora_target_regex(model, *freeze)
+        exclude = None if regex else language_model_exclude(model)
     peft_config = lora.to_peft_config(task_type, exclude_modules=exclude)
+    if regex:
+        peft_config.target_modules = regex
     try:
         peft_model = peft.get_peft_model(model, peft_config)
     except ValueError as e:

@@ -38,3 +38,19 @@ def distributed_env() -> dict[str, str]:
     keys = ("NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "RANK",
             "WORLD_SIZE")
     return {k: os.environ[k] for k in keys if k in os.environ}
+
+
+def media_defaults() -> dict[str, float]:
+    """ms-swift's media environment variables, as flag defaults: MAX_PIXELS, MIN_PIXELS, VIDEO_MAX_PIXELS, FPS,
+    FPS_MAX_FRAMES (the flags --max_pixels etc. win)."""
+    names = {"MAX_PIXELS": "max_pixels", "MIN_PIXELS": "min_pixels", "VIDEO_MAX_PIXELS": "video_max_pixels",
+             "FPS": "fps", "FPS_MAX_FRAMES": "max_frames"}
+    out: dict[str, float] = {}
+    for env, key in names.items():
+        value = os.environ.get(env)
+        if value:
+            try:
+                out[key] = float(value)
+            except ValueError:
+                raise ValueError(f"environment variable {env}={value!r} is not a number") from None
+    return out

@@ -19,6 +19,7 @@ bench:
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_startup.py
 	$(PY) benchmarks/bench_dpo.py
+	$(PY) benchmarks/bench_mm_packing.py
 
 assets:
 	$(PY) scripts/build_tokenizer.py

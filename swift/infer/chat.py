@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from swift.infer.protocol import Engine, InferRequest, RequestConfig
+from swift.utils.errors import SwiftError
 
 USER_PROMPT = "<<< "
 CONTINUATION_PROMPT = "... "
@@ -66,7 +67,11 @@ def run_chat(engine: Engine, config: RequestConfig | None = None, *, system: str
             break
         turn_media = {k: media[k] + added.get(k, []) for k in media}
         messages = history + [{"role": "user", "content": message}]
-        reply = _reply(engine, messages, config, stream, print_fn, turn_media)
+        try:
+            reply = _reply(engine, messages, config, stream, print_fn, turn_media)
+        except SwiftError as e:  # an unreadable picture or a bad message: say so and let the user go on
+            print_fn(f"\n[error] {e}")
+            continue
         if reply is not None:
             history = messages + [{"role": "assistant", "content": reply}]
             media = turn_media

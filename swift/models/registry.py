@@ -108,9 +108,9 @@ MODELS: list[ModelSpec] = [
           template="llava1_6_mistral_hf", architectures=("LlavaNextForConditionalGeneration",), requires="4.39",
           is_multimodal=True, tags=("chat", "vision")),
     _spec("internvl3-1b-hf", "OpenGVLab/InternVL3-1B-hf", aliases=("internvl", "internvl3"), template="internvl_hf",
-          architectures=_INTERNVL, requires="4.52", is_multimodal=True, tags=_VIDEO),
+          architectures=_INTERNVL, requires="4.52", is_multimodal=True, tags=("chat", "vision")),
     _spec("internvl3-2b-hf", "OpenGVLab/InternVL3-2B-hf", template="internvl_hf", architectures=_INTERNVL,
-          requires="4.52", is_multimodal=True, tags=_VIDEO),
+          requires="4.52", is_multimodal=True, tags=("chat", "vision")),  # images (video needs its own plugin)
     # Llama 3.x
     _spec("llama3.1-8b-instruct", "meta-llama/Llama-3.1-8B-Instruct", "LLM-Research/Meta-Llama-3.1-8B-Instruct",
           aliases=("llama3.1", "llama3", "llama", "llama-3.1-8b-instruct"), template="llama3", architectures=_LLAMA,

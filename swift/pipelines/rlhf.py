@@ -164,6 +164,12 @@ def run_rlhf(args: ParsedArgs) -> dict[str, Any]:
 
     task = "seq_cls" if r.rlhf_type == "rm" else "causal_lm"
     model, tokenizer, model_dir = load_model(args, task=task)
+    from swift.pipelines.mm import model_type_of
+    from swift.templates.mm_plugins import get_plugin
+
+    if get_plugin(model_type_of(model)) is not None:
+        raise ArgumentError("model", f"{model_dir} is a multimodal model ({model_type_of(model)}); `swift rlhf` "
+                            "aligns text models only so far. Fine-tune it with `swift sft`")
     template = make_template(args, tokenizer)
     reward_funcs = _reward_funcs(args)  # plugins load before data: a typo fails in a second, not after encoding
     train_ds, val_ds, fingerprints = _load_data(args, template, r.rlhf_type)

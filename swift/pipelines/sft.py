@@ -15,7 +15,7 @@ from swift.pipelines.common import (
     run_dirs,
     write_run_files,
 )
-from swift.utils.errors import ArgumentError, SwiftError
+from swift.utils.errors import ArgumentError, DataError, SwiftError
 from swift.utils.logging import get_logger, quiet_library_warnings
 
 logger = get_logger("swift.sft")
@@ -151,6 +151,7 @@ def _load_data(args: ParsedArgs, template, mode: str):
         seed=d.data_seed if d.data_seed is not None else tr.seed, strict=d.strict, model_name=d.model_name,
         model_author=d.model_author, use_hf=args.groups["ModelArguments"].use_hf, mode=mode,
     )
+    check_text_only(list(train_rows) + list(val_rows or []))
     enc = dict(mode=mode, num_proc=d.dataset_num_proc, strict=d.strict, load_from_cache_file=d.load_from_cache_file)
     train_ds = encode_rows(train_rows, template, desc="train", **enc)
     val_ds = encode_rows(val_rows, template, desc="val", **enc) if val_rows else None
@@ -163,6 +164,19 @@ def _load_data(args: ParsedArgs, template, mode: str):
             val_ds = pack_dataset(val_ds, max_length)
     fingerprints = {"train": rows_fingerprint(train_rows), "val": rows_fingerprint(val_rows)}
     return train_ds, val_ds, fingerprints
+
+
+def check_text_only(rows: list) -> None:
+    """A text model cannot use images, videos or audios: stop at the first row that has them."""
+    from swift.data.formats import origin
+
+    for i, row in enumerate(rows):
+        key = next((k for k in ("images", "videos", "audios") if row.get(k)), None)
+        if key:
+            file, line = origin(row, i)
+            raise DataError(f"the row has {key} but the model takes text only (its tags would be trained as plain "
+                            "text): use a multimodal model (e.g. --model qwen-vl) or drop the media columns",
+                            file=file, row=line, field=key)
 
 
 def prepare_tuner(args: ParsedArgs, model, task_type: str = "CAUSAL_LM"):

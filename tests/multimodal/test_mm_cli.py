@@ -127,3 +127,40 @@ def test_full_tuning_freezes_the_vision_tower_unless_asked(tmp_path, tiny_qwen2_
     assert frozen and not any("visual" in k and "merger" not in k for k in frozen)
     assert not any("merger" in k for k in frozen)  # --freeze_aligner defaults to true
     assert any("visual.blocks" in k for k in trained)
+
+
+def test_text_model_refuses_media_rows_and_rlhf_refuses_multimodal(tmp_path, tiny_qwen2_dir, tiny_qwen2_vl_dir,
+                                                                   media_dir, capsys):
+    data = write_jsonl(tmp_path / "train.jsonl", vl_rows(media_dir, 4))
+    rc = main(["sft", "--model", tiny_qwen2_dir, "--dataset", data, "--max_steps", "1",
+               "--output_dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc != 0 and "row 1" in err and "takes text only" in err
+    prefs = write_jsonl(tmp_path / "p.jsonl", [{"messages": [{"role": "user", "content": "hi"},
+                                                             {"role": "assistant", "content": "a"}],
+                                                "rejected_response": "b"}] * 4)
+    rc = main(["rlhf", "--rlhf_type", "dpo", "--model", tiny_qwen2_vl_dir, "--dataset", prefs, "--max_steps", "1",
+               "--output_dir", str(tmp_path / "o2")])
+    assert rc != 0 and "aligns text models only" in capsys.readouterr().err
+
+
+def test_chat_goes_on_after_an_unreadable_picture(tiny_qwen2_vl_dir, media_dir, tmp_path):
+    from swift.data.mm_encode import MultiModalEncoder
+    from swift.infer.chat import run_chat
+    from swift.infer.protocol import RequestConfig
+    from swift.infer.pt import PtEngine
+    from swift.models.loader import load_model_and_tokenizer
+    from swift.pipelines.mm import model_type_of
+    from swift.templates import get_template
+
+    model, processor, _ = load_model_and_tokenizer(tiny_qwen2_vl_dir)
+    template = get_template(processor)
+    engine = PtEngine(model, processor, template,
+                      mm_encoder=MultiModalEncoder(template, processor, model_type_of(model)))
+    typed = iter(["<image>What is it?", str(tmp_path / "missing.png"), "<image>And this?",
+                  str(media_dir / "img0.png"), "exit"])
+    printed: list[str] = []
+    history = run_chat(engine, RequestConfig(max_new_tokens=3), stream=False, input_fn=lambda _: next(typed),
+                       print_fn=lambda *a, **k: printed.append(" ".join(map(str, a))), modalities=("image",))
+    assert any("[error]" in p and "missing.png" in p for p in printed)
+    assert [m["content"] for m in history if m["role"] == "user"] == ["<image>And this?"]

@@ -30,6 +30,7 @@ class DatasetSpec:
         columns: renames applied to hub columns before normalising (`{"prompt": "query"}`).
         has_placeholders: rows contain `{{NAME}}` / `{{AUTHOR}}` (needs --model_name / --model_author).
         subset: the hub subset (configuration) read when the spec names none (`name:subset` overrides it).
+        hf_subset: the subset on Hugging Face when it differs from `subset` ("same": use `subset`; None: none).
         preprocess: the name of a row preprocessor in `swift.data.mm_presets.PREPROCESSORS`, applied to each raw
             row before normalising (hub column layout -> a chat format with media lists).
         tags: free-form labels ("multimodal", "image", "caption", ...).
@@ -45,8 +46,13 @@ class DatasetSpec:
     columns: dict[str, str] = field(default_factory=dict)
     has_placeholders: bool = False
     subset: str | None = None
+    hf_subset: str | None = "same"
     preprocess: str | None = None
     tags: tuple[str, ...] = ()
+
+    def hub_subset(self, use_hf: bool) -> str | None:
+        """The subset to read on the chosen hub."""
+        return self.subset if not use_hf or self.hf_subset == "same" else self.hf_subset
 
     def keys(self) -> tuple[str, ...]:
         """Every string that finds this preset."""
@@ -70,7 +76,7 @@ DATASETS: list[DatasetSpec] = [
     DatasetSpec("chat-mini", local_path="data/chat_mini.jsonl", format="messages", aliases=("chat_mini",)),
     # Multimodal: the hub column layouts are in the preprocessors' docstrings (swift/data/mm_presets.py).
     DatasetSpec("coco-en", ms_id="modelscope/coco_2014_caption", hf_id="yerevann/coco-karpathy",
-                subset="coco_2014_caption", preprocess="coco_caption", aliases=("coco_en", "coco-2014-caption"),
+                subset="coco_2014_caption", hf_subset=None, preprocess="coco_caption", aliases=("coco_en", "coco-2014-caption"),
                 tags=("multimodal", "image", "caption", "en")),
     DatasetSpec("nocaps", hf_id="lmms-lab/NoCaps", split="validation", preprocess="nocaps",
                 tags=("multimodal", "image", "caption", "en")),

@@ -221,7 +221,7 @@ def _load_hub(req: DatasetRequest, preset: DatasetSpec | None, *, mode: str, str
         if hub_id is None:
             raise DataError(f"the preset '{preset.name}' has no {'Hugging Face' if use_hf else 'ModelScope'} id; "
                             f"try --use_hf {'false' if use_hf else 'true'}", file=req.name)
-    subset = req.subset or (preset.subset if preset else None)
+    subset = req.subset or (preset.hub_subset(use_hf) if preset else None)
     raw = load_hub_rows(hub_id, subset, preset.split if preset else "train", use_hf)
     return _normalize_rows(enumerate(raw, 1), hub_id, preset.format if preset else None, mode, strict,
                            preset.columns if preset else {}, dropped, _preprocessor(preset))

@@ -146,7 +146,8 @@ def prepare_mm_dataset(rows: Sequence[Mapping], encoder: MultiModalEncoder, *, s
     ds = MultiModalDataset([rows[i] for i in keep], encoder, lengths[keep])
     if packing:
         if not encoder.max_length:
-            raise DataError("packing needs --max_length (the length of a packed sequence)")
+            raise DataError("packing needs the length of a packed sequence: --max_length, or in Python a template "
+                            "with max_length (swift.templates.get_template(processor, max_length=4096))")
         packed = PackedMultiModalDataset(ds, encoder.max_length)
         logger.info("%s: packed %d rows into %d sequences of at most %d tokens", desc, len(ds), len(packed),
                     encoder.max_length)

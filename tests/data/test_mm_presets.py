@@ -208,3 +208,11 @@ def test_aishell_local_copy_resolves_audio_paths(tmp_path):
     assert train[0]["audios"] == [str(tmp_path / "wav" / "a.wav")]
     assert train[0]["messages"][1]["content"] == "你好"
     assert load_audio(train[0]["audios"][0]).shape == (1600,)
+
+
+def test_coco_subset_is_modelscope_only():
+    from swift.data.catalog import find_dataset
+
+    spec = find_dataset("coco-en")
+    assert spec.hub_subset(use_hf=False) == "coco_2014_caption" and spec.hub_subset(use_hf=True) is None
+    assert find_dataset("librispeech").hub_subset(use_hf=True) == "clean"

@@ -176,3 +176,22 @@ def test_llava_rows_encode_and_run(tiny_llava_dir, media_dir):
     assert n > 1 and all(o["input_ids"].count(image_id) == n for o in outs)  # fixed-size images
     batch = MultiModalCollator(processor.tokenizer.pad_token_id)(outs)
     assert torch.isfinite(model(**batch).loss)
+
+
+def test_video_file_through_the_encoder(qwen_vl, tmp_path):
+    av = pytest.importorskip("av", reason="PyAV is not installed (pip install 'swiftlab[video]')")
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(20):  # 2 s
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 10 * i, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    model, processor = qwen_vl
+    row = {"messages": [{"role": "user", "content": "<video>What happens?"},
+                        {"role": "assistant", "content": "It gets brighter."}], "videos": [str(path)]}
+    out = _encoder(processor, model, fps=2.0).encode(row)  # 2 s * 2 fps = 4 frames = 2 temporal patches
+    assert out["video_grid_thw"].tolist()[0][0] == 2
+    batch = MultiModalCollator(processor.tokenizer.pad_token_id)([out])
+    assert torch.isfinite(model(**batch).loss)

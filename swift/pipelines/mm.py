@@ -30,19 +30,13 @@ def make_mm_encoder(args: ParsedArgs, template: Any, processor: Any, model: Any)
 
 def load_mm_data(args: ParsedArgs, encoder: Any, mode: str) -> tuple[Any, Any, dict[str, Any]]:
     """(train dataset, val dataset or None, fingerprints) of --dataset / --val_dataset for a multimodal model."""
-    from swift.data import load_datasets
     from swift.data.mm_dataset import prepare_mm_dataset
+    from swift.pipelines.sft import load_rows
 
     if mode != "sft":
         raise ArgumentError("model", f"`swift {mode}` trains text only; use `swift sft` for a multimodal model")
-    d, tr = args.groups["DataArguments"], args.groups["TrainArguments"]
-    if not d.dataset:
-        raise ArgumentError("dataset", "give at least one dataset (a file, a hub id or a preset such as coco-en)")
-    train_rows, val_rows = load_datasets(
-        d.dataset, val_datasets=d.val_dataset, split_dataset_ratio=d.split_dataset_ratio,
-        seed=d.data_seed if d.data_seed is not None else tr.seed, strict=d.strict, model_name=d.model_name,
-        model_author=d.model_author, use_hf=args.groups["ModelArguments"].use_hf, mode=mode,
-    )
+    d = args.groups["DataArguments"]
+    train_rows, val_rows = load_rows(args, mode, example="coco-en")
     opts = dict(strict=d.strict, num_proc=d.dataset_num_proc, packing=d.packing)
     train_ds = prepare_mm_dataset(train_rows, encoder, desc="train", **opts)
     val_ds = prepare_mm_dataset(val_rows, encoder, desc="val", **opts) if val_rows else None

@@ -140,17 +140,25 @@ def make_template(args: ParsedArgs, tokenizer):
                         truncation_strategy=t.truncation_strategy, loss_scale=loss_scale)
 
 
-def _load_data(args: ParsedArgs, template, mode: str):
-    from swift.data import encode_rows, load_datasets, pack_dataset
+def load_rows(args: ParsedArgs, mode: str, example: str = "self-cognition") -> tuple[list, list]:
+    """(train rows, val rows) of --dataset / --val_dataset / --split_dataset_ratio."""
+    from swift.data import load_datasets
 
     d, tr = args.groups["DataArguments"], args.groups["TrainArguments"]
     if not d.dataset:
-        raise ArgumentError("dataset", "give at least one dataset (a file, a hub id or a preset such as self-cognition)")
-    train_rows, val_rows = load_datasets(
+        raise ArgumentError("dataset", f"give at least one dataset (a file, a hub id or a preset such as {example})")
+    return load_datasets(
         d.dataset, val_datasets=d.val_dataset, split_dataset_ratio=d.split_dataset_ratio,
         seed=d.data_seed if d.data_seed is not None else tr.seed, strict=d.strict, model_name=d.model_name,
         model_author=d.model_author, use_hf=args.groups["ModelArguments"].use_hf, mode=mode,
     )
+
+
+def _load_data(args: ParsedArgs, template, mode: str):
+    from swift.data import encode_rows, pack_dataset
+
+    d = args.groups["DataArguments"]
+    train_rows, val_rows = load_rows(args, mode)
     check_text_only(list(train_rows) + list(val_rows or []))
     enc = dict(mode=mode, num_proc=d.dataset_num_proc, strict=d.strict, load_from_cache_file=d.load_from_cache_file)
     train_ds = encode_rows(train_rows, template, desc="train", **enc)

@@ -32,6 +32,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "load_datasets": ("swift.data", "load_datasets"),
     "encode_rows": ("swift.data", "encode_rows"),
     "PtEngine": ("swift.infer.pt", "PtEngine"),
+    "InferClient": ("swift.infer.client", "InferClient"),
     "RequestConfig": ("swift.infer.protocol", "RequestConfig"),
     "InferRequest": ("swift.infer.protocol", "InferRequest"),
     "merge_lora": ("swift.export.merge", "merge_lora"),

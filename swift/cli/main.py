@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "pt": ("swift.pipelines.sft", "run_pt", "Continued pre-training on raw text (loss on every token)."),
     "rlhf": ("swift.pipelines.rlhf", "run_rlhf", "Alignment: dpo, kto, cpo, simpo, orpo, rm, ppo, grpo, gkd (--rlhf_type)."),
     "infer": ("swift.pipelines.infer", "run_infer", "Chat with a model or checkpoint, or answer a dataset in batch."),
+    "deploy": ("swift.pipelines.deploy", "run_deploy", "Serve a model or checkpoint over the OpenAI HTTP API."),
     "export": ("swift.pipelines.export", "run_export", "Export a checkpoint: merge LoRA adapters into the weights."),
     "merge-lora": ("swift.pipelines.export", "run_merge_lora", "Merge LoRA adapters (= export --merge_lora true)."),
 }
@@ -29,6 +30,7 @@ examples:
   swift sft --model swift-demo --dataset self-cognition --model_name swift-robot --model_author swift
   swift rlhf --rlhf_type dpo --model <model> --dataset <preference data>
   swift infer --adapters output/<run>/checkpoint-<N>
+  swift deploy --adapters output/<run>/checkpoint-<N> --api_key <key>
   swift export --adapters output/<run>/checkpoint-<N> --merge_lora true
 """
 

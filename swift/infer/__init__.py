@@ -13,6 +13,7 @@ _EXPORTS = {
     "InferResponse": "swift.infer.protocol",
     "Engine": "swift.infer.protocol",
     "PtEngine": "swift.infer.pt",
+    "InferClient": "swift.infer.client",
     "run_chat": "swift.infer.chat",
     "infer_rows": "swift.infer.batch",
     "load_for_inference": "swift.infer.loading",

@@ -68,6 +68,8 @@ class InferRequest:
     images: list[Any] = field(default_factory=list)
     videos: list[Any] = field(default_factory=list)
     audios: list[Any] = field(default_factory=list)
+    adapter: str | None = None
+    """The LoRA adapter to answer with (a name in `PtEngine.adapter_names`); None: the model as loaded."""
 
 
 @dataclass

@@ -1,7 +1,10 @@
-"""`PtEngine`: inference with plain PyTorch through `transformers`' `generate`.
+"""`PtEngine`: inference with plain PyTorch and continuous batching.
 
-Batches are left padded with an attention mask, so a batched greedy reply is the same, token for token,
-as the reply to the same prompt alone. Replies end at the template's stop tokens (eos, end of turn), at
+Text requests, from any number of threads, run through a `BatchScheduler` (`swift.infer.batching`): they
+join the running batch and leave it between decoding steps, each with its own KV cache, so a batched
+greedy reply is the same, token for token, as the reply to the same prompt alone. Several LoRA adapters
+over one base model can be loaded and chosen per request. Multimodal requests go through `generate` (left
+padded batches, one call at a time). Replies end at the template's stop tokens (eos, end of turn), at
 the user's stop strings, or at `max_new_tokens`.
 """
 from __future__ import annotations
@@ -16,6 +19,9 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from swift.infer.batching import END as _END
+from swift.infer.batching import BatchScheduler, GenRequest
+from swift.infer.batching import Failure as _Failure
 from swift.infer.protocol import FinishReason, InferRequest, InferResponse, RequestConfig, find_stop
 from swift.infer.streaming import IncrementalDecoder, StopStringFilter
 from swift.utils.errors import SwiftError
@@ -40,15 +46,23 @@ class PtEngine:
         model: A causal LM with `generate` (a `PreTrainedModel` or a `PeftModel`).
         tokenizer: Its tokenizer; used to decode and to pick the padding id.
         template: Encodes messages to prompt ids and names the stop token ids.
-        max_batch_size: Most prompts run through one `generate` call.
+        max_batch_size: Most sequences decoded together in one step (or run through one `generate` call).
         mm_encoder: For a multimodal model, a `swift.data.mm_encode.MultiModalEncoder`: requests' images,
             videos and audios are encoded with it.
+        adapters: LoRA adapters to serve, {name: peft adapter folder}; a request picks one by
+            `InferRequest.adapter`. A plain model is wrapped in a `PeftModel` in place (the request without
+            an adapter then runs the base model with the adapters disabled); to a peft model the adapters
+            are added, and a request without an adapter runs its adapter active at construction.
     """
 
     def __init__(self, model: Any, tokenizer: Any, template: PromptTemplate, *, max_batch_size: int = 16,
-                 mm_encoder: Any = None):
+                 mm_encoder: Any = None, adapters: dict[str, str] | None = None):
         if max_batch_size < 1:
             raise SwiftError(f"max_batch_size must be at least 1, got {max_batch_size}.")
+        self._adapter_names: list[str] = []
+        self._default_adapter: str | None = None
+        if adapters:
+            model = self._load_adapters(model, adapters)
         self.model = model
         self.template = template
         self.max_batch_size = max_batch_size
@@ -64,7 +78,72 @@ class PtEngine:
         self.pad_token_id = int(pad)
         # one generate at a time: a model (and its KV cache) is not shared safely between threads
         self._lock = threading.Lock()
+        self._scheduler: BatchScheduler | None = None
         model.eval()
+
+    def _load_adapters(self, model: Any, adapters: dict[str, str]) -> Any:
+        """Load each adapter by name; returns the (peft) model that carries them."""
+        from peft import PeftModel
+
+        items = list(adapters.items())
+        if isinstance(model, PeftModel):
+            self._default_adapter = model.active_adapter
+        else:
+            name, path = items.pop(0)
+            try:
+                model = PeftModel.from_pretrained(model, path, adapter_name=name)
+            except Exception as e:
+                raise SwiftError(f"cannot load LoRA adapter {name!r} from {path}: {e}") from e
+            self._adapter_names.append(name)
+        for name, path in items:
+            if name in self._adapter_names or name in getattr(model, "peft_config", {}):
+                raise SwiftError(f"the adapter name {name!r} is used twice.")
+            try:
+                model.load_adapter(path, adapter_name=name)
+            except Exception as e:
+                raise SwiftError(f"cannot load LoRA adapter {name!r} from {path}: {e}") from e
+            self._adapter_names.append(name)
+        return model
+
+    @property
+    def adapter_names(self) -> list[str]:
+        """Names of the LoRA adapters a request may choose with `InferRequest.adapter`."""
+        return list(self._adapter_names)
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """How many sequences each batched decoding step so far ran together."""
+        return list(self._scheduler.batch_sizes) if self._scheduler is not None else []
+
+    def _check_adapter(self, name: str | None) -> None:
+        if name is not None and name not in self._adapter_names:
+            known = ", ".join(self._adapter_names) or "none are loaded"
+            raise SwiftError(f"unknown LoRA adapter {name!r}; known adapters: {known}.")
+
+    @contextlib.contextmanager
+    def _adapter_context(self, name: str | None) -> Iterator[None]:
+        """Run the model with adapter `name` (None: the model as given) inside the block."""
+        if not self._adapter_names:
+            yield
+        elif name is None and self._default_adapter is None:
+            with self.model.disable_adapter():
+                yield
+        else:
+            self.model.set_adapter(name or self._default_adapter)
+            yield
+
+    def _batcher(self) -> BatchScheduler:
+        if self._scheduler is None:
+            self._scheduler = BatchScheduler(self.model, self.tokenizer, self.stop_token_ids,
+                                             max_batch_size=self.max_batch_size, lock=self._lock,
+                                             adapter_context=self._adapter_context)
+        return self._scheduler
+
+    def close(self) -> None:
+        """Stop the batching worker thread (a later request starts a new one)."""
+        if self._scheduler is not None:
+            self._scheduler.close()
+            self._scheduler = None
 
     @property
     def device(self) -> torch.device:
@@ -83,15 +162,38 @@ class PtEngine:
             One `InferResponse` per request, in the order of `requests`.
         """
         config = config or RequestConfig()
+        for r in requests:
+            self._check_adapter(r.adapter)
         prompts = [self._encode(r) for r in requests]
+        if self.mm_encoder is None:
+            return self._infer_batched(requests, prompts, config)
         # similar lengths share a batch, so there is little padding; the order is restored below
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]["input_ids"]))
         results: list[InferResponse | None] = [None] * len(prompts)
         for start in range(0, len(order), self.max_batch_size):
             chunk = order[start:start + self.max_batch_size]
-            for i, resp in zip(chunk, self._generate_batch([prompts[i] for i in chunk], config)):
-                results[i] = resp
+            adapters = {requests[i].adapter for i in chunk}
+            for adapter in adapters:  # one adapter per generate call
+                part = [i for i in chunk if requests[i].adapter == adapter]
+                for i, resp in zip(part, self._generate_batch([prompts[i] for i in part], config, adapter)):
+                    results[i] = resp
         return [r for r in results if r is not None]
+
+    def _infer_batched(self, requests: list[InferRequest], prompts: list[dict[str, Any]],
+                       config: RequestConfig) -> list[InferResponse]:
+        """Submit every prompt to the continuous batcher and wait for all replies."""
+        batcher = self._batcher()
+        seqs = [batcher.submit(GenRequest(p["input_ids"], config, r.adapter)) for r, p in zip(requests, prompts)]
+        try:
+            for seq in seqs:
+                seq.done.wait()
+        finally:
+            for seq in seqs:
+                seq.cancel.set()
+        for seq in seqs:
+            if seq.error is not None:
+                raise seq.error
+        return [self._finish(list(s.generated), len(s.prompt_ids), s.stop_at, config) for s in seqs]
 
     def _encode(self, request: InferRequest) -> dict[str, Any]:
         """{"input_ids": prompt ids, ...media tensors and per-token lists of a multimodal model}."""
@@ -141,11 +243,13 @@ class PtEngine:
                  for k, v in inputs.items()}
         return moved, width
 
-    def _generate_batch(self, prompts: list[dict[str, Any]], config: RequestConfig) -> list[InferResponse]:
+    def _generate_batch(self, prompts: list[dict[str, Any]], config: RequestConfig,
+                        adapter: str | None = None) -> list[InferResponse]:
         inputs, width = self._model_inputs(prompts)
         stopper = _StopStringCriteria(self.tokenizer, config.stop, self.stop_token_ids, width, len(prompts))
         criteria = StoppingCriteriaList([stopper] if stopper.stops else [])
-        with self._lock, _seeded(config.seed, self.device), torch.inference_mode():
+        with (self._lock, self._adapter_context(adapter), _seeded(config.seed, self.device),
+              torch.inference_mode()):
             out = self.model.generate(**inputs, stopping_criteria=criteria, **self._generate_kwargs(config))
         out = out.cpu()
         return [self._finish(out[row, width:].tolist(), len(prompts[row]["input_ids"]), stopper.stop_at[row],
@@ -192,10 +296,18 @@ class PtEngine:
         the iterator early stops generation.
         """
         config = config or RequestConfig()
+        self._check_adapter(request.adapter)
         prompt = self._encode(request)
+        if self.mm_encoder is None:
+            seq = self._batcher().submit(GenRequest(prompt["input_ids"], config, request.adapter))
+            try:
+                yield from self._stream_text(seq.tokens, config)
+            finally:
+                seq.cancel.set()
+            return
         tokens: queue.Queue = queue.Queue()
         cancel = threading.Event()
-        worker = threading.Thread(target=self._stream_worker, args=(prompt, config, tokens, cancel),
+        worker = threading.Thread(target=self._stream_worker, args=(prompt, config, tokens, cancel, request.adapter),
                                   name="swift-pt-stream", daemon=True)
         worker.start()
         try:
@@ -205,10 +317,11 @@ class PtEngine:
             worker.join()
 
     def _stream_worker(self, prompt: dict[str, Any], config: RequestConfig, tokens: queue.Queue,
-                       cancel: threading.Event) -> None:
+                       cancel: threading.Event, adapter: str | None = None) -> None:
         try:
             inputs, _ = self._model_inputs([prompt])
-            with self._lock, _seeded(config.seed, self.device), torch.inference_mode():
+            with (self._lock, self._adapter_context(adapter), _seeded(config.seed, self.device),
+                  torch.inference_mode()):
                 self.model.generate(
                     **inputs,
                     streamer=_QueueStreamer(tokens), stopping_criteria=StoppingCriteriaList([_Cancel(cancel)]),
@@ -312,11 +425,3 @@ class _QueueStreamer(BaseStreamer):
 
     def end(self) -> None:  # the worker thread signals the end itself, also after a failure
         pass
-
-
-class _Failure:
-    def __init__(self, error: BaseException):
-        self.error = error
-
-
-_END = object()

@@ -286,17 +286,19 @@ class InferArguments:
     merge_lora: bool = False
     """Merge the adapters into the weights before inference (faster decoding)."""
     infer_backend: Literal["pt", "vllm", "lmdeploy"] = "pt"
-    """Inference engine: pt (PyTorch). vllm and lmdeploy come with a later release."""
+    """Inference engine: pt (PyTorch, continuous batching), vllm or lmdeploy (optional extras, text only)."""
     max_batch_size: int = 16
     """Prompts decoded together in batch mode."""
     result_path: str | None = None
     """Where batch mode writes its jsonl (default: next to the adapters or under ./result)."""
+    api_url: str | None = None
+    """Talk to a running OpenAI-compatible server (e.g. `swift deploy`) at this URL instead of loading a model."""
+    api_key: str | None = None
+    """API key for --api_url (never written to logs or args.json)."""
 
     def __post_init__(self) -> None:
         if self.infer_backend not in ("pt", "vllm", "lmdeploy"):
             raise ArgumentError("infer_backend", f"expected pt, vllm or lmdeploy, got {self.infer_backend!r}")
-        if self.infer_backend != "pt":
-            raise ArgumentError("infer_backend", f"{self.infer_backend} is not available yet; use --infer_backend pt")
 
 
 @dataclass
@@ -315,6 +317,46 @@ class ExportArguments:
     def __post_init__(self) -> None:
         if self.quant_method:
             raise ArgumentError("quant_method", "quantized export is not available yet; use --merge_lora true")
+
+
+@dataclass
+class DeployArguments:
+    adapters: list[str] = field(default_factory=list)
+    """LoRA checkpoints: `path` (applied to the base model) or `name=path` (served as model `name`, chosen by each
+    request's `model`; several need an engine with multi-LoRA support)."""
+    merge_lora: bool = False
+    """Merge plain-path adapters into the weights before serving (faster decoding)."""
+    max_batch_size: int = 16
+    """Most prompts decoded together."""
+    infer_backend: Literal["pt", "vllm", "lmdeploy"] = "pt"
+    """Engine: pt (PyTorch, continuous batching, multi-LoRA, /v1/completions), vllm or lmdeploy (chat only)."""
+    host: str = "127.0.0.1"
+    """Address to bind. The default answers this machine only; 0.0.0.0 exposes the server (use --api_key)."""
+    port: int = 8000
+    """TCP port to listen on."""
+    served_model_name: str | None = None
+    """Name of the base model in the API (default: the model folder's name)."""
+    api_key: str | None = None
+    """Clients must send `Authorization: Bearer <api_key>` (all routes but /health; never logged)."""
+    max_concurrency: int = 16
+    """Requests generating at once (at least --max_batch_size, so batches can fill)."""
+    max_queue: int = 32
+    """Requests waiting beyond --max_concurrency; more are answered 429 at once."""
+    max_tokens_limit: int = 4096
+    """Largest max_tokens a request may ask for."""
+    max_model_len: int | None = None
+    """Context length, prompt plus reply (default: the model's max_position_embeddings)."""
+    max_body_bytes: int = 1048576
+    """Largest request body in bytes (413 above)."""
+    max_n: int = 8
+    """Largest n (replies per request)."""
+
+    def __post_init__(self) -> None:
+        for name, low in (("port", 1), ("max_concurrency", 1), ("max_queue", 0), ("max_tokens_limit", 1),
+                          ("max_body_bytes", 1), ("max_n", 1), ("max_batch_size", 1), ("max_model_len", 2)):
+            value, high = getattr(self, name), 65535 if name == "port" else 1 << 40
+            if value is not None and not low <= value <= high:
+                raise ArgumentError(name, f"must be in {low}..{high}, got {value}")
 
 
 RLHF_TYPES = ("dpo", "kto", "cpo", "simpo", "orpo", "rm", "ppo", "grpo", "gkd")
@@ -425,6 +467,7 @@ COMMAND_GROUPS: dict[str, tuple[type, ...]] = {
     "rlhf": (ModelArguments, TemplateArguments, DataArguments, TunerArguments, TrainArguments, RLHFArguments),
     "infer": (ModelArguments, TemplateArguments, DataArguments, GenerationArguments, InferArguments),
     "export": (ModelArguments, TemplateArguments, ExportArguments),
+    "deploy": (ModelArguments, TemplateArguments, GenerationArguments, DeployArguments),
 }
 
 # Commands that also accept every transformers.TrainingArguments flag.

@@ -49,13 +49,50 @@ def resolve_base_model(args: ParsedArgs, saved: dict[str, Any], adapters: list[s
 
 
 def build_engine(args: ParsedArgs):
-    """Load model (+ adapters) and return (engine, template)."""
+    """Load model (+ adapters) and return (engine, template) for --infer_backend."""
+    if args.groups["InferArguments"].infer_backend != "pt":
+        return build_backend_engine(args)
     from swift.infer.pt import PtEngine
     from swift.pipelines.mm import make_mm_encoder
 
     model, tokenizer, template = load_model_and_template(args)
     engine = PtEngine(model, tokenizer, template, max_batch_size=args.groups["InferArguments"].max_batch_size,
                       mm_encoder=make_mm_encoder(args, template, tokenizer, model))
+    return engine, template
+
+
+def build_backend_engine(args: ParsedArgs):
+    """(VllmEngine or LmdeployEngine, template) for --infer_backend vllm|lmdeploy; the package is checked first."""
+    import importlib.util
+
+    from swift.utils.errors import MissingExtraError
+
+    inf = args.groups["InferArguments"]
+    backend = inf.infer_backend
+    if importlib.util.find_spec(backend) is None:
+        raise MissingExtraError(backend, backend, f"--infer_backend {backend}")
+    adapters = list(inf.adapters)
+    if len(adapters) > 1 or (adapters and backend == "lmdeploy"):
+        raise ArgumentError("adapters", f"--infer_backend {backend} takes at most one adapter here (lmdeploy none): "
+                            "merge them first with `swift export --merge_lora true`")
+    saved = inherit_checkpoint_args(args, adapters[0]) if adapters else {}
+    model_dir = resolve_base_model(args, saved, adapters)
+    from transformers import AutoTokenizer
+
+    from swift.templates import get_template
+
+    m, t = args.groups["ModelArguments"], args.groups["TemplateArguments"]
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=m.trust_remote_code)
+    template = get_template(tokenizer, t.template, system=t.system, max_length=t.max_length)
+    if backend == "vllm":
+        from swift.infer.vllm import VllmEngine
+
+        engine = VllmEngine(model_dir, template, adapters={"default": adapters[0]} if adapters else None,
+                            default_adapter="default" if adapters else None, max_batch_size=inf.max_batch_size)
+    else:
+        from swift.infer.lmdeploy import LmdeployEngine
+
+        engine = LmdeployEngine(model_dir, template, max_batch_size=inf.max_batch_size)
     return engine, template
 
 
@@ -106,6 +143,10 @@ def run_infer(args: ParsedArgs) -> str | None:
 
     d, inf = args.groups["DataArguments"], args.groups["InferArguments"]
     data = d.val_dataset or d.dataset
+    if inf.api_url:
+        return _run_remote(args, data)
+    if inf.infer_backend != "pt":
+        return _run_remote(args, data, engine=build_backend_engine(args)[0])
     model, tokenizer, template = load_model_and_template(args)
     if is_reward_model(model):
         return _score(args, model, template, data)
@@ -128,6 +169,32 @@ def run_infer(args: ParsedArgs) -> str | None:
 
     run_chat(engine, config, system=args.groups["TemplateArguments"].system, stream=config.stream,
              modalities=mm_encoder.plugin.modalities if mm_encoder is not None else ())
+    return None
+
+
+def _run_remote(args: ParsedArgs, data: list[str], engine=None) -> str | None:
+    """`swift infer --api_url` (or --infer_backend vllm|lmdeploy, given `engine`): batch and chat modes over
+    an OpenAI-compatible server or the given text-only engine."""
+    d, inf = args.groups["DataArguments"], args.groups["InferArguments"]
+    if engine is None:
+        from swift.infer.client import InferClient
+
+        engine = InferClient(inf.api_url, api_key=inf.api_key, model=args.groups["ModelArguments"].model,
+                             max_workers=inf.max_batch_size)
+    config = request_config(args)
+    if data:
+        from swift.data import load_datasets
+        from swift.infer.batch import infer_rows
+
+        rows, _ = load_datasets(data, strict=d.strict, model_name=d.model_name, model_author=d.model_author,
+                                use_hf=args.groups["ModelArguments"].use_hf, mode="infer")
+        path = infer_rows(engine, rows, config, batch_size=inf.max_batch_size,
+                          out_path=inf.result_path or _default_result_path([]))
+        print(f"wrote {len(rows)} responses to {path}", flush=True)
+        return path
+    from swift.infer.chat import run_chat
+
+    run_chat(engine, config, system=args.groups["TemplateArguments"].system, stream=config.stream)
     return None
 
 

@@ -1,6 +1,6 @@
 """Bounded load run of `swift deploy` on loopback: TTFT, latency and output tokens/s at several concurrencies.
 
-Starts its own server (a tiny random-weight model unless --model is given) in a background thread, then for
+Starts `swift deploy` in a subprocess (a tiny random-weight model unless --model is given), then for
 each concurrency sends `--requests` streamed chat requests with a fixed `max_tokens` (a random-weight model
 does not emit its end token, so every reply has that length) and reports completed/failed requests,
 p50/p99 time to first token and latency, and output tokens/s.
@@ -11,8 +11,11 @@ p50/p99 time to first token and latency, and output tokens/s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -80,6 +83,35 @@ def run_level(url: str, concurrency: int, n_requests: int, max_tokens: int, time
             "mean_tokens_per_reply": tokens[0] / len(latencies) if latencies else 0.0}
 
 
+@contextlib.contextmanager
+def _deployed(model: str, top: int, max_batch_size: int):
+    """`swift deploy` in a subprocess (as users run it: the load client does not share its interpreter)."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "swift.cli.main", "deploy", "--model", model, "--served_model_name", "bench",
+           "--port", str(port), "--max_concurrency", str(top), "--max_queue", str(top),
+           "--max_batch_size", str(max_batch_size)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise SystemExit(f"swift deploy did not start: {' '.join(cmd)}") from None
+                time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="model folder (default: a tiny random-weight Qwen2)")
@@ -91,23 +123,17 @@ def main() -> None:
     p.add_argument("--json", default=None, help="also write the figures to this file")
     a = p.parse_args()
 
-    from swift.cli.parser import parse_args
-    from swift.pipelines.deploy import build_deploy_app
-    from swift.serve.background import BackgroundServer
-
     model = a.model
     if model is None:
         from swift.models.tiny import make_tiny_model
 
         model = make_tiny_model("qwen2", tempfile.mkdtemp(prefix="serve-load-"))
     top = max(a.concurrency)
-    args = parse_args("deploy", ["--model", model, "--served_model_name", "bench", "--max_concurrency", str(top),
-                                 "--max_queue", str(top), "--max_batch_size", str(a.max_batch_size)])
-    app, engine = build_deploy_app(args)
-    print(f"engine: {type(engine).__name__}, model: {model}, max_tokens {a.max_tokens}, {a.requests} requests "
-          "per level", flush=True)
+    print(f"engine: pt (swift deploy in its own process), model: {model}, max_tokens {a.max_tokens}, "
+          f"{a.requests} requests per level", flush=True)
     rows = []
-    with BackgroundServer(app) as server:
+    with _deployed(model, top, a.max_batch_size) as url:
+        server = type("Server", (), {"url": url})
         run_level(server.url, 1, 2, a.max_tokens, a.timeout)  # warm-up
         for c in a.concurrency:
             row = run_level(server.url, c, a.requests, a.max_tokens, a.timeout)

@@ -339,7 +339,7 @@ class DeployArguments:
     api_key: str | None = None
     """Clients must send `Authorization: Bearer <api_key>` (all routes but /health; never logged)."""
     max_concurrency: int = 16
-    """Requests generating at once (at least --max_batch_size, so batches can fill)."""
+    """Requests generating at once; keep it at least --max_batch_size so that batches can fill."""
     max_queue: int = 32
     """Requests waiting beyond --max_concurrency; more are answered 429 at once."""
     max_tokens_limit: int = 4096

@@ -84,8 +84,9 @@ def _inputs(rows: Sequence[Mapping[str, Any]], kind: str, desc: str) -> list[tup
     return out
 
 
-def _unlimited(template: Any) -> Any:
-    """The template without max_length: truncation is done here, on prompt and completion separately."""
+def unlimited(template: Any) -> Any:
+    """The template without max_length (a shallow copy); callers truncate themselves (preference rows: prompt and
+    completion separately; multimodal rows: after the media tokens are in)."""
     if getattr(template, "max_length", None) is None:
         return template
     full = copy.copy(template)  # shallow: shares the compiled encoder state, only max_length differs
@@ -149,7 +150,7 @@ def _truncate(prompt: list[int], completions: list[list[int]], limit: int | None
 def _encode_chunk(template: Any, inputs: list, start: int, stop: int, kind: str) -> tuple:
     """Encode inputs[start:stop]: (kept row indices, [(lengths, flat ids)] per id column, errors)."""
     chunk = inputs[start:stop]
-    full = _unlimited(template)
+    full = unlimited(template)
     per_row = {"preference": 2, "kto": 1, "prompt": 0}[kind]
     convs: list[list[dict]] = []
     for messages, extra in chunk:

@@ -30,17 +30,18 @@ Rows without media normalise exactly as before, and have no media keys. The alig
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from swift.templates.mm_plugins import LIST_KEYS, TAG_RE
 
 FORMATS = ("messages", "sharegpt", "alpaca", "query_response", "text")
 ROLES = frozenset(("system", "user", "assistant"))
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "chatgpt": "assistant", "system": "system"}
 _MISSING = object()
-MEDIA_KEYS = {"image": "images", "video": "videos", "audio": "audios"}
-_TAG = re.compile(r"<(image|video|audio)>")
+MEDIA_KEYS = LIST_KEYS
+_TAG = TAG_RE
 # Content part type -> modality; the part's value sits under the type's own key (OpenAI / HF chat templates).
 _PART_MODALITY = {"image": "image", "image_url": "image", "video": "video", "video_url": "video", "audio": "audio",
                   "audio_url": "audio", "input_audio": "audio"}

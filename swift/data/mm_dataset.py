@@ -27,7 +27,6 @@ from swift.utils.logging import get_logger
 
 logger = get_logger("swift.data")
 
-IGNORE_INDEX = -100
 MM_DROP_HELP = {**DROP_HELP, "missing": "a media file does not exist", "unreadable": "a media file cannot be read",
                 "unsupported": "a media item has a form that cannot be loaded"}
 
@@ -155,7 +154,7 @@ def prepare_mm_dataset(rows: Sequence[Mapping], encoder: MultiModalEncoder, *, s
     return ds
 
 
-def _media_cat(values: list[torch.Tensor]) -> torch.Tensor:
+def cat_media(values: list[torch.Tensor]) -> torch.Tensor:
     """Concatenate along dim 0; trailing dims that differ (LLaVA-NeXT's patch count) are zero-padded."""
     values = [torch.as_tensor(v) for v in values]
     if len({tuple(v.shape[1:]) for v in values}) > 1:
@@ -173,13 +172,16 @@ class MultiModalCollator:
     """Encoded multimodal rows -> a model batch: padded (attention_mask) or padding-free (one row, position_ids).
 
     Items may be rows or packs (lists of rows, from `PackedMultiModalDataset`); packs are always padding-free.
-    Media tensors of all rows are concatenated in row order.
+    The tokens are laid out by the text `DataCollator` (same padding and row-boundary rules);
+    `mm_token_type_ids` follow the same layout (0 on padding), and media tensors of all rows are concatenated
+    in row order.
     """
 
     def __init__(self, pad_token_id: int, padding_free: bool = False):
-        if pad_token_id is None:
-            raise ValueError("pad_token_id is None: set the tokenizer's pad token")
-        self.pad_token_id, self.padding_free = int(pad_token_id), padding_free
+        from swift.data.collator import DataCollator
+
+        self._padded, self._flat = DataCollator(pad_token_id), DataCollator(pad_token_id, padding_free=True)
+        self.padding_free = padding_free
         self.last_num_tokens = 0
 
     def __call__(self, features: Sequence[Any]) -> dict[str, torch.Tensor]:
@@ -187,36 +189,16 @@ class MultiModalCollator:
             raise ValueError("cannot collate an empty batch")
         packed = isinstance(features[0], list)
         rows = [r for f in features for r in f] if packed else list(features)
-        batch = self._padding_free(rows) if packed or self.padding_free else self._padded(rows)
+        flat = packed or self.padding_free
+        batch = (self._flat if flat else self._padded)(rows)
+        if "mm_token_type_ids" in rows[0]:
+            types = [torch.as_tensor(r["mm_token_type_ids"], dtype=torch.long) for r in rows]
+            if flat:
+                batch["mm_token_type_ids"] = torch.cat(types)[None]
+            else:
+                batch["mm_token_type_ids"] = torch.nn.utils.rnn.pad_sequence(types, batch_first=True)
         for key in dict.fromkeys(k for r in rows for k in r if k not in TOKEN_KEYS):
-            batch[key] = _media_cat([r[key] for r in rows if key in r])
+            batch[key] = cat_media([r[key] for r in rows if key in r])
         mask = batch.get("attention_mask")
         self.last_num_tokens = int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
-        return batch
-
-    def _padded(self, rows: list[Mapping]) -> dict[str, torch.Tensor]:
-        width = max(len(r["input_ids"]) for r in rows)
-        fill = {"input_ids": self.pad_token_id, "labels": IGNORE_INDEX, "mm_token_type_ids": 0}
-        batch: dict[str, torch.Tensor] = {}
-        for key in TOKEN_KEYS:
-            if key not in rows[0]:
-                continue
-            t = torch.full((len(rows), width), fill[key], dtype=torch.long)
-            for i, r in enumerate(rows):
-                t[i, :len(r[key])] = torch.as_tensor(r[key], dtype=torch.long)
-            batch[key] = t
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            mask[i, :len(r["input_ids"])] = 1
-        batch["attention_mask"] = mask
-        return batch
-
-    def _padding_free(self, rows: list[Mapping]) -> dict[str, torch.Tensor]:
-        batch: dict[str, torch.Tensor] = {}
-        for key in TOKEN_KEYS:
-            if key in rows[0]:
-                batch[key] = torch.cat([torch.as_tensor(r[key], dtype=torch.long) for r in rows])[None]
-        batch["position_ids"] = torch.cat([torch.arange(len(r["input_ids"])) for r in rows])[None]
-        if "labels" in batch:
-            batch["labels"][batch["position_ids"] == 0] = IGNORE_INDEX  # no loss across a row boundary
         return batch

@@ -14,18 +14,16 @@
 """
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from swift.templates.errors import EncodeError
-from swift.templates.mm_plugins import LIST_KEYS, TAGS, MMPlugin, get_plugin
+from swift.templates.mm_plugins import LIST_KEYS, TAG_RE, TAGS, MMPlugin, get_plugin
 from swift.utils.errors import SwiftError
 
 IGNORE = -100
 TOKEN_KEYS = ("input_ids", "labels", "mm_token_type_ids")  # per-token lists; every other key is a media tensor
-_TAG_RE = re.compile("|".join(map(re.escape, TAGS.values())))
 _TYPE_OF = {"image": 1, "video": 2, "audio": 3}
 DEFAULT_VIDEO_MAX_PIXELS = 768 * 28 * 28
 
@@ -36,8 +34,8 @@ def count_tags(messages: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     for m in messages:
         content = m.get("content")
         if isinstance(content, str):
-            for tag in _TAG_RE.findall(content):
-                counts[tag[1:-1]] += 1
+            for modality in TAG_RE.findall(content):
+                counts[modality] += 1
     return counts
 
 
@@ -70,8 +68,9 @@ class MultiModalEncoder:
                              "(swift.templates.mm_plugins.register_plugin adds one)")
         self.plugin: MMPlugin = plugin
         self.template = template
-        self.text = copy.copy(template)  # shares the compiled encoder; truncation is done here, after expansion
-        self.text.max_length = None
+        from swift.data.encode_pref import unlimited
+
+        self.text = unlimited(template)  # truncation is done here, after the media tokens are in
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", None) or template.tokenizer
         self.max_pixels, self.min_pixels = max_pixels, min_pixels
@@ -127,7 +126,7 @@ class MultiModalEncoder:
         seen = dict.fromkeys(TAGS, 0)
 
         def placeholder(match: re.Match) -> str:
-            modality = match.group(0)[1:-1]
+            modality = match.group(1)
             seen[modality] += 1
             return self.plugin.placeholders[modality].replace("{n}", str(seen[modality]))
 
@@ -135,7 +134,7 @@ class MultiModalEncoder:
         for m in messages:
             content = m.get("content")
             if isinstance(content, str) and "<" in content:
-                m = {**m, "content": _TAG_RE.sub(placeholder, content)}
+                m = {**m, "content": TAG_RE.sub(placeholder, content)}
             msgs.append(m)
         return msgs, media
 

@@ -74,7 +74,9 @@ def infer_rows(engine: Engine, rows: list[dict[str, Any]], config: RequestConfig
 
 def _media(row: dict[str, Any]) -> dict[str, list]:
     """The row's images / videos / audios lists (only those it has)."""
-    return {k: list(row[k]) for k in ("images", "videos", "audios") if isinstance(row, dict) and row.get(k)}
+    from swift.templates.mm_plugins import LIST_KEYS
+
+    return {k: list(row[k]) for k in LIST_KEYS.values() if isinstance(row, dict) and row.get(k)}
 
 
 def _jsonable(media: dict[str, list]) -> dict[str, list]:

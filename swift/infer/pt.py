@@ -10,6 +10,7 @@ the user's stop strings, or at `max_new_tokens`.
 from __future__ import annotations
 
 import contextlib
+import copy
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -139,6 +140,13 @@ class PtEngine:
                                              adapter_context=self._adapter_context)
         return self._scheduler
 
+    def sibling(self, template: PromptTemplate, stop_token_ids: list[int]) -> PtEngine:
+        """An engine over the same model, adapters and lock with another prompt encoding and stop ids (e.g. raw
+        text for completions); it batches its own requests. `close()` it when done."""
+        other = copy.copy(self)
+        other.template, other.stop_token_ids, other._scheduler = template, list(stop_token_ids), None
+        return other
+
     def close(self) -> None:
         """Stop the batching worker thread (a later request starts a new one)."""
         if self._scheduler is not None:
@@ -202,9 +210,10 @@ class PtEngine:
         has_media = bool(request.images or request.videos or request.audios)
         if self.mm_encoder is not None:
             from swift.data.formats import RowError, normalize
+            from swift.templates.mm_plugins import LIST_KEYS
 
             row: dict[str, Any] = {"messages": request.messages}
-            for key in ("images", "videos", "audios"):
+            for key in LIST_KEYS.values():
                 if getattr(request, key):
                     row[key] = list(getattr(request, key))
             try:  # OpenAI content parts become tags; items without tags go before the first user message
@@ -234,10 +243,10 @@ class PtEngine:
             inputs[key] = t
         media = dict.fromkeys(k for p in prompts for k in p if k not in ("input_ids", "mm_token_type_ids"))
         if media:
-            from swift.data.mm_dataset import _media_cat
+            from swift.data.mm_dataset import cat_media
 
             for key in media:
-                inputs[key] = _media_cat([p[key] for p in prompts if key in p])
+                inputs[key] = cat_media([p[key] for p in prompts if key in p])
         dtype = next((p.dtype for p in self.model.parameters() if p.is_floating_point()), None)
         moved = {k: v.to(self.device, dtype=dtype if v.is_floating_point() and dtype is not None else None)
                  for k, v in inputs.items()}

@@ -177,9 +177,10 @@ def _load_data(args: ParsedArgs, template, mode: str):
 def check_text_only(rows: list) -> None:
     """A text model cannot use images, videos or audios: stop at the first row that has them."""
     from swift.data.formats import origin
+    from swift.templates.mm_plugins import LIST_KEYS
 
     for i, row in enumerate(rows):
-        key = next((k for k in ("images", "videos", "audios") if row.get(k)), None)
+        key = next((k for k in LIST_KEYS.values() if row.get(k)), None)
         if key:
             file, line = origin(row, i)
             raise DataError(f"the row has {key} but the model takes text only (its tags would be trained as plain "

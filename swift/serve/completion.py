@@ -28,11 +28,9 @@ class RawTextPrompt:
 def raw_text_engine(engine: Any) -> Any:
     """A sibling engine that continues raw text, or raise SwiftError when `engine` cannot do it.
 
-    The sibling is a shallow copy of the PtEngine: it shares the model, its LoRA adapters and the lock that
-    keeps one model step at a time, but encodes prompts as raw text, stops at the tokenizer's eos only and
-    schedules its own batches (`close()` it when done)."""
-    import copy
-
+    The sibling (`PtEngine.sibling`) shares the model, its LoRA adapters and the lock that keeps one model step
+    at a time, but encodes prompts as raw text, stops at the tokenizer's eos only and schedules its own batches
+    (`close()` it when done)."""
     from swift.infer.pt import PtEngine
 
     if not isinstance(engine, PtEngine):
@@ -42,12 +40,7 @@ def raw_text_engine(engine: Any) -> Any:
         raise SwiftError("/v1/completions continues text; this multimodal model serves /v1/chat/completions only.")
     eos = getattr(engine.tokenizer, "eos_token_id", None)
     stops = [int(eos)] if eos is not None else list(engine.stop_token_ids)
-    raw = copy.copy(engine)
-    raw.template = RawTextPrompt(engine.tokenizer, stops)
-    raw.stop_token_ids = stops
-    if hasattr(raw, "_scheduler"):  # its own batches, with its own stop ids; the model lock stays shared
-        raw._scheduler = None
-    return raw
+    return engine.sibling(RawTextPrompt(engine.tokenizer, stops), stops)
 
 
 def raw_request(prompt: str) -> InferRequest:

@@ -14,6 +14,7 @@ output).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from swift.utils.errors import SwiftError
@@ -21,6 +22,8 @@ from swift.utils.errors import SwiftError
 MODALITIES = ("image", "video", "audio")
 TAGS = {"image": "<image>", "video": "<video>", "audio": "<audio>"}
 LIST_KEYS = {"image": "images", "video": "videos", "audio": "audios"}
+TAG_RE = re.compile(r"<(image|video|audio)>")
+"""A media tag in a message; group 1 is its modality."""
 
 
 @dataclass(frozen=True)

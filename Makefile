@@ -20,6 +20,7 @@ bench:
 	$(PY) benchmarks/bench_startup.py
 	$(PY) benchmarks/bench_dpo.py
 	$(PY) benchmarks/bench_mm_packing.py
+	$(PY) benchmarks/bench_quant.py
 	$(PY) benchmarks/serve_load.py
 
 assets:

@@ -17,6 +17,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "SwiftConfig": ("swift.tuners", "SwiftConfig"),
     "LoRAConfig": ("swift.tuners", "LoRAConfig"),
     "QLoRAConfig": ("swift.tuners", "QLoRAConfig"),
+    "QuantizationConfig": ("swift.quant.config", "QuantizationConfig"),
     "prepare_model": ("swift.tuners", "prepare_model"),
     "TrainingArguments": ("transformers", "TrainingArguments"),
     "Trainer": ("swift.trainers", "SwiftTrainer"),

@@ -14,7 +14,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "rlhf": ("swift.pipelines.rlhf", "run_rlhf", "Alignment: dpo, kto, cpo, simpo, orpo, rm, ppo, grpo, gkd (--rlhf_type)."),
     "infer": ("swift.pipelines.infer", "run_infer", "Chat with a model or checkpoint, or answer a dataset in batch."),
     "deploy": ("swift.pipelines.deploy", "run_deploy", "Serve a model or checkpoint over the OpenAI HTTP API."),
-    "export": ("swift.pipelines.export", "run_export", "Export a checkpoint: merge LoRA adapters into the weights."),
+    "export": ("swift.pipelines.export", "run_export", "Export: merge LoRA adapters, quantize (gptq, awq, fp8, bnb) with a perplexity check."),
     "merge-lora": ("swift.pipelines.export", "run_merge_lora", "Merge LoRA adapters (= export --merge_lora true)."),
 }
 ARG_COMMAND = {"train": "sft", "merge-lora": "export"}

@@ -168,7 +168,8 @@ def _add_flag(group: argparse._ArgumentGroup, s: FlagSpec, aliases: list[str]) -
     else:
         kw.update(type=_opt_str if s.optional else str)
         if s.choices:
-            kw.update(choices=list(s.choices) + (["none"] if s.optional else []), metavar="{" + ",".join(s.choices) + "}")
+            # the type converts "none" to None before argparse checks the choices
+            kw.update(choices=list(s.choices) + ([None] if s.optional else []), metavar="{" + ",".join(s.choices) + "}")
     group.add_argument(*names, **kw)
 
 

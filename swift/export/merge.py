@@ -41,7 +41,7 @@ def merge_lora(model_dir: str | os.PathLike | None, adapter_dir: str | os.PathLi
         `output_dir` as a string.
     """
     output = Path(output_dir).expanduser().absolute()
-    _check_output(output, overwrite)
+    check_output_dir(output, overwrite)
     base = str(model_dir) if model_dir is not None else base_model_of(adapter_dir)
     logger.info("Merging adapter %s into %s", adapter_dir, base)
     model, tokenizer = load_for_inference(base, adapters=[adapter_dir], merge_lora=True,
@@ -51,7 +51,7 @@ def merge_lora(model_dir: str | os.PathLike | None, adapter_dir: str | os.PathLi
     try:
         _save(model, tokenizer, tmp, max_shard_size)
         atomic_write_json(tmp / MANIFEST, _manifest(base, adapter_dir, model))
-        _swap_into_place(tmp, output)
+        swap_into_place(tmp, output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -59,7 +59,8 @@ def merge_lora(model_dir: str | os.PathLike | None, adapter_dir: str | os.PathLi
     return str(output)
 
 
-def _check_output(output: Path, overwrite: bool) -> None:
+def check_output_dir(output: Path, overwrite: bool) -> None:
+    """Refuse an output path that is a file, or a non-empty folder unless `overwrite`."""
     if output.exists() and not output.is_dir():
         raise SwiftError(f"Output '{output}' exists and is not a folder; choose another output_dir.")
     if output.is_dir() and any(output.iterdir()) and not overwrite:
@@ -89,7 +90,7 @@ def _manifest(base: str, adapter_dir: str | os.PathLike, model: Any) -> dict[str
         "lora_alpha": adapter_config.get("lora_alpha"),
         "dtype": str(getattr(model, "dtype", "")).removeprefix("torch."),
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": _versions(),
+        "versions": library_versions(),
     }
 
 
@@ -98,11 +99,12 @@ def _describe_path(path: str) -> str:
     return str(p.absolute()) if p.exists() else path
 
 
-def _versions() -> dict[str, str]:
+def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Installed versions of the libraries that shaped an exported folder (recorded in its manifest)."""
     from importlib import metadata
 
     out = {}
-    for dist in ("swiftlab", "torch", "transformers", "peft", "safetensors"):
+    for dist in ("swiftlab", "torch", "transformers", "peft", "safetensors", *extra):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -110,8 +112,18 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _swap_into_place(new: Path, output: Path) -> None:
+def _default_permissions(folder: Path) -> None:
+    """mkdtemp makes a private (0700) folder; give it and its files the modes a plain mkdir/open would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for p in folder.rglob("*"):
+        p.chmod((0o777 if p.is_dir() else 0o666) & ~umask)
+
+
+def swap_into_place(new: Path, output: Path) -> None:
     """Rename `new` to `output`; an existing `output` is moved aside first and removed after."""
+    _default_permissions(new)
     old = None
     if output.is_dir():
         if any(output.iterdir()):

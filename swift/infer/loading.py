@@ -27,7 +27,8 @@ def base_model_of(adapter_dir: str | os.PathLike) -> str:
 
 def load_for_inference(model_dir: str | os.PathLike | None, *, adapters: Sequence[str | os.PathLike] = (),
                        merge_lora: bool = False, torch_dtype: Any = None, attn_impl: str | None = None,
-                       device_map: Any = None, trust_remote_code: bool = False) -> tuple[Any, Any]:
+                       device_map: Any = None, trust_remote_code: bool = False,
+                       quantization_config: Any = None) -> tuple[Any, Any]:
     """Load a causal LM and tokenizer, apply peft adapters, and put the model in eval mode.
 
     Several adapters stack: without `merge_lora` they are all active at once (LoRA deltas add up), with
@@ -44,6 +45,7 @@ def load_for_inference(model_dir: str | os.PathLike | None, *, adapters: Sequenc
         attn_impl: Attention implementation ("sdpa", "eager", "flash_attn", ...).
         device_map: Passed to `from_pretrained`; None puts the model on the first GPU when there is one.
         trust_remote_code: Allow Python code shipped with the model.
+        quantization_config: Load-time quantization (e.g. bitsandbytes 4-bit for a QLoRA adapter's base).
 
     Returns:
         (model, tokenizer); for a multimodal model the tokenizer is its processor.
@@ -64,7 +66,8 @@ def load_for_inference(model_dir: str | os.PathLike | None, *, adapters: Sequenc
         device_map = "cuda:0"
     model, tokenizer, resolved_dir = load_model_and_tokenizer(
         str(model_dir), torch_dtype=torch_dtype, device_map=device_map, attn_impl=attn_impl,
-        trust_remote_code=trust_remote_code, task=_task(model_dir, adapters))
+        trust_remote_code=trust_remote_code, task=_task(model_dir, adapters), quantization_config=quantization_config,
+        dequantize=bool(adapters))
     model = _apply_adapters(model, adapters, merge_lora)
     model.eval()
     tokenizer = _adapter_tokenizer(adapters, resolved_dir, trust_remote_code) or tokenizer

@@ -15,7 +15,7 @@ from typing import Any
 from swift.hub import is_hub_id, looks_like_path, resolve_model_dir
 from swift.models.registry import DEMO_MODEL_TYPE, get_model_spec, suggest_models
 from swift.utils import env
-from swift.utils.errors import ArgumentError, SwiftError
+from swift.utils.errors import ArgumentError, MissingExtraError, SwiftError
 from swift.utils.logging import get_logger
 
 logger = get_logger("swift.models")
@@ -164,7 +164,7 @@ def load_model_and_tokenizer(model: str | None, *, torch_dtype: str | None = Non
                              trust_remote_code: bool = False, use_hf: bool | None = None,
                              model_type: str | None = None, model_kwargs: dict[str, Any] | None = None,
                              revision: str | None = None, token: str | None = None,
-                             task: str = "causal_lm") -> tuple[Any, Any, str]:
+                             task: str = "causal_lm", dequantize: bool = False) -> tuple[Any, Any, str]:
     """Load a model and its tokenizer.
 
     Args:
@@ -180,6 +180,9 @@ def load_model_and_tokenizer(model: str | None, *, torch_dtype: str | None = Non
         revision: Hub revision to download. token: Hub access token (never logged).
         task: "causal_lm" (the default: a generative model) or "seq_cls" (a reward model: the same backbone
             with a one-output score head, `AutoModelForSequenceClassification`, num_labels=1).
+        dequantize: A folder already quantized as compressed-tensors (GPTQ/AWQ/FP8 from `swift export`) is
+            unpacked to dense weights at load time (what training and LoRA adapters need); without it the weights
+            stay packed until the first forward pass.
 
     Returns:
         (model, tokenizer, model_dir). For multimodal models the second item is the processor (its
@@ -202,7 +205,12 @@ def load_model_and_tokenizer(model: str | None, *, torch_dtype: str | None = Non
                                 f"{', '.join(sorted(_ATTN_NAMES))}.")
         kwargs["attn_implementation"] = _ATTN_NAMES[attn_impl]
     if quantization_config is not None:
+        if info["quant_method"]:
+            raise ArgumentError("quant_method", f"{model_dir} is already quantized ({info['quant_method']}); load "
+                                "it without --quant_method / quantization_config")
         kwargs["quantization_config"] = quantization_config
+    elif info["quant_method"]:
+        kwargs.update(_prequantized_kwargs(model_dir, info["quant_method"], dequantize))
     kwargs.update(model_kwargs or {})
 
     if task == "seq_cls":
@@ -220,12 +228,41 @@ def load_model_and_tokenizer(model: str | None, *, torch_dtype: str | None = Non
     except ValueError as e:
         if "trust_remote_code" in str(e):
             raise SwiftError(_remote_code_message(model_dir, info)) from e
+        if info["quant_method"]:
+            raise SwiftError(f"{model_dir} is quantized with {info['quant_method']} and transformers cannot load it "
+                             f"here: {e}. {_PREQUANTIZED_HINT}") from e
+        raise
+    except ImportError as e:
+        if info["quant_method"]:
+            raise SwiftError(f"{model_dir} is quantized with {info['quant_method']}, which needs a package that is "
+                             f"not installed: {e}. {_PREQUANTIZED_HINT}") from e
         raise
     _sync_pad_token(loaded, getattr(tokenizer, "tokenizer", tokenizer))
     n_params = sum(p.numel() for p in loaded.parameters())
     logger.info("Loaded %s from %s: %.2fM parameters, dtype %s", type(loaded).__name__, model_dir, n_params / 1e6,
                 str(dtype).replace("torch.", ""))
     return loaded, tokenizer, model_dir
+
+
+_PREQUANTIZED_HINT = (
+    "GPTQ/AWQ/FP8 folders made by other tools run on their GPU kernels (gptqmodel + optimum, autoawq, a GPU with "
+    "FP8 support). Anywhere, CPU included: quantize the original model with `swift export --model <folder> "
+    "--quant_method gptq|awq|fp8`, whose compressed-tensors folder loads with the `quant` extra and serves on vLLM")
+
+
+def _prequantized_kwargs(model_dir: str, quant_method: str, dequantize: bool) -> dict[str, Any]:
+    """from_pretrained kwargs for a folder that is already quantized."""
+    if quant_method != "compressed-tensors":
+        return {}  # gptq/awq/fp8/bnb folders from other tools: transformers reads their config itself
+    try:
+        import compressed_tensors  # noqa: F401
+    except ImportError as e:
+        raise MissingExtraError("compressed-tensors", "quant", f"loading the quantized model {model_dir}") from e
+    if not dequantize:
+        return {}
+    from transformers import CompressedTensorsConfig
+
+    return {"quantization_config": CompressedTensorsConfig(dequantize=True)}
 
 
 def load_tokenizer(model_dir: str, *, trust_remote_code: bool = False, is_multimodal: bool | None = None) -> Any:

@@ -111,6 +111,39 @@ class TemplateArguments:
 
 
 @dataclass
+class QuantArguments:
+    quant_method: Literal["bnb", "bitsandbytes", "gptq", "awq", "fp8"] | None = None
+    """Training/inference: `bnb` loads the model in 4/8-bit with bitsandbytes (QLoRA with --tuner_type lora).
+    export: write a quantized copy with gptq, awq or fp8 (compressed-tensors, served by vLLM) or bnb. A folder
+    that is already quantized needs no flag: its config.json says how."""
+    quant_bits: int | None = None
+    """Bits: 4 or 8 for bnb and gptq, 4 for awq, 8 for fp8 (default: 4, fp8 8)."""
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
+    """bnb 4-bit data type: nf4 (the QLoRA paper's normal-float) or fp4."""
+    bnb_4bit_use_double_quant: bool = True
+    """bnb: also quantize the quantization constants (~0.4 bit per parameter saved)."""
+    bnb_4bit_compute_dtype: Literal["bfloat16", "float16", "float32", "bf16", "fp16", "fp32"] | None = None
+    """bnb: dtype of the 4-bit matmuls. Default: --torch_dtype when given, else bfloat16 on recent GPUs, float16
+    on older ones, float32 on CPU."""
+    bnb_4bit_quant_storage: Literal["bfloat16", "float16", "float32", "bf16", "fp16", "fp32"] | None = None
+    """bnb: storage dtype of packed 4-bit weights (set it to the model dtype for FSDP / DeepSpeed ZeRO-3)."""
+
+    def __post_init__(self) -> None:
+        if self.quant_method == "bitsandbytes":
+            self.quant_method = "bnb"
+        allowed = {"bnb": (4, 8), "gptq": (4, 8), "awq": (4,), "fp8": (8,)}
+        if self.quant_method is None:
+            if self.quant_bits is not None:
+                raise ArgumentError("quant_bits", "give --quant_method too (bnb, gptq, awq or fp8)")
+            return
+        if self.quant_bits is None:
+            self.quant_bits = 8 if self.quant_method == "fp8" else 4
+        if self.quant_bits not in allowed[self.quant_method]:
+            raise ArgumentError("quant_bits", f"{self.quant_method} quantizes to "
+                                f"{' or '.join(map(str, allowed[self.quant_method]))} bits, got {self.quant_bits}")
+
+
+@dataclass
 class DataArguments:
     dataset: list[str] = field(default_factory=list)
     """Training data: files (jsonl/json/csv/parquet), hub ids or preset names, each optionally `name#N` (sample
@@ -306,17 +339,22 @@ class ExportArguments:
     adapters: list[str] = field(default_factory=list)
     """LoRA checkpoint folder(s) to export."""
     merge_lora: bool = False
-    """Merge the adapters into the base weights and write a plain Hugging Face folder."""
+    """Merge the adapters into the base weights and write a plain Hugging Face folder (implied by quantizing
+    a LoRA checkpoint: the adapters are merged first)."""
     output_dir: str | None = None
-    """Destination folder (default: `<checkpoint>-merged`)."""
-    quant_method: str | None = None
-    """Quantized export (gptq, awq, fp8, bnb): comes with a later release."""
+    """Destination folder (default: `<checkpoint>-merged`, or `<model>-<method>-int<bits>` when quantizing)."""
+    group_size: int = 128
+    """gptq/awq: input columns that share one scale (layers whose width it does not divide stay unquantized)."""
+    quant_n_samples: int = 128
+    """gptq/awq: calibration samples taken from --dataset (or the built-in calibration text)."""
+    quant_seq_length: int | None = None
+    """gptq/awq: tokens per calibration sample (default: --max_length, else 2048)."""
+    ppl_n_samples: int = 16
+    """Held-out samples on which the perplexity of the quantized model is compared with the original's."""
+    max_ppl_increase: float | None = None
+    """Fail the export when perplexity rises by more than this fraction (e.g. 0.1 = 10%); default: report only."""
     overwrite: bool = False
     """Replace an existing non-empty --output_dir."""
-
-    def __post_init__(self) -> None:
-        if self.quant_method:
-            raise ArgumentError("quant_method", "quantized export is not available yet; use --merge_lora true")
 
 
 @dataclass
@@ -462,12 +500,14 @@ class RLHFArguments:
 
 # Which groups each command takes; the parser flattens them into one set of flags.
 COMMAND_GROUPS: dict[str, tuple[type, ...]] = {
-    "sft": (ModelArguments, TemplateArguments, DataArguments, TunerArguments, TrainArguments),
-    "pt": (ModelArguments, TemplateArguments, DataArguments, TunerArguments, TrainArguments),
-    "rlhf": (ModelArguments, TemplateArguments, DataArguments, TunerArguments, TrainArguments, RLHFArguments),
-    "infer": (ModelArguments, TemplateArguments, DataArguments, GenerationArguments, InferArguments),
-    "export": (ModelArguments, TemplateArguments, ExportArguments),
-    "deploy": (ModelArguments, TemplateArguments, GenerationArguments, DeployArguments),
+    "sft": (ModelArguments, QuantArguments, TemplateArguments, DataArguments, TunerArguments, TrainArguments),
+    "pt": (ModelArguments, QuantArguments, TemplateArguments, DataArguments, TunerArguments, TrainArguments),
+    "rlhf": (ModelArguments, QuantArguments, TemplateArguments, DataArguments, TunerArguments, TrainArguments,
+             RLHFArguments),
+    "infer": (ModelArguments, QuantArguments, TemplateArguments, DataArguments, GenerationArguments,
+              InferArguments),
+    "export": (ModelArguments, QuantArguments, TemplateArguments, DataArguments, ExportArguments),
+    "deploy": (ModelArguments, QuantArguments, TemplateArguments, GenerationArguments, DeployArguments),
 }
 
 # Commands that also accept every transformers.TrainingArguments flag.

@@ -15,6 +15,8 @@ logger = get_logger("swift.infer")
 _INHERITED = ("model", "model_type", "template", "system", "max_length", "torch_dtype", "attn_impl",
               "trust_remote_code", "use_hf", "model_revision", "max_pixels", "min_pixels", "video_max_pixels", "fps",
               "max_frames")
+_QUANT_INHERITED = ("quant_method", "quant_bits", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant",
+                    "bnb_4bit_compute_dtype", "bnb_4bit_quant_storage")
 
 
 def inherit_checkpoint_args(args: ParsedArgs, checkpoint: str) -> dict[str, Any]:
@@ -22,7 +24,10 @@ def inherit_checkpoint_args(args: ParsedArgs, checkpoint: str) -> dict[str, Any]
 
     Returns the checkpoint's args (empty if it has none)."""
     saved = read_checkpoint_args(checkpoint)
-    for key in _INHERITED:
+    keys = _INHERITED
+    if args.command != "export" and saved.get("quant_method") == "bnb" and "quant_method" not in args.explicit:
+        keys = keys + _QUANT_INHERITED  # a QLoRA adapter answers on the base it was trained against
+    for key in keys:
         if key in args.explicit or key not in saved:
             continue
         for group in args.groups.values():
@@ -119,9 +124,11 @@ def load_model_and_template(args: ParsedArgs):
     from swift.templates import get_template
 
     m, t = args.groups["ModelArguments"], args.groups["TemplateArguments"]
+    from swift.pipelines.quant import load_time_quantization
+
     model, tokenizer = load_for_inference(model_dir, adapters=adapters, merge_lora=inf.merge_lora,
                                           torch_dtype=m.torch_dtype, attn_impl=m.attn_impl,
-                                          device_map=m.device_map)
+                                          device_map=m.device_map, quantization_config=load_time_quantization(args))
     template = get_template(getattr(tokenizer, "tokenizer", tokenizer), t.template, system=t.system,
                             max_length=t.max_length)
     return model, tokenizer, template

@@ -92,6 +92,13 @@ def training_kwargs(args: ParsedArgs, run_dir: Path, has_eval: bool) -> dict[str
 
     if not torch.cuda.is_available():
         kwargs["dataloader_pin_memory"] = False  # pinning needs an accelerator; avoids a warning per run
+    from swift.pipelines.quant import is_bnb
+
+    if is_bnb(args) and not {"gradient_checkpointing", "activation_checkpointing"} & set(args.hf):
+        # QLoRA's memory figure assumes it; the flag still turns it off (--gradient_checkpointing false).
+        kwargs["activation_checkpointing"] = True
+        kwargs["activation_checkpointing_kwargs"] = {"use_reentrant": False}
+        logger.info("4/8-bit training: gradient checkpointing on (turn off with --gradient_checkpointing false)")
     kwargs.update(args.hf)
     kwargs.pop("resume_from_checkpoint", None)
     dtype = args.groups["ModelArguments"].torch_dtype
@@ -115,10 +122,12 @@ def load_model(args: ParsedArgs, model: str | None = None, task: str = "causal_l
     name, model_type = (m.model, m.model_type) if model is None else (model, None)
     if name is None and model_type is None:
         raise ArgumentError(flag, "give a model: a local folder, a hub id, or a name such as swift-demo")
+    from swift.pipelines.quant import load_time_quantization
+
     return load_model_and_tokenizer(
         name, model_type=model_type, torch_dtype=default_dtype(m.torch_dtype), device_map=m.device_map,
         attn_impl=m.attn_impl, trust_remote_code=m.trust_remote_code, use_hf=m.use_hf, revision=m.model_revision,
-        token=m.hub_token, task=task,
+        token=m.hub_token, task=task, quantization_config=load_time_quantization(args), dequantize=True,
     )
 
 
@@ -204,6 +213,11 @@ def prepare_tuner(args: ParsedArgs, model, task_type: str = "CAUSAL_LM"):
                           freeze_parameters_ratio=tu.freeze_parameters_ratio,
                           freeze_parameters=tu.freeze_parameters, trainable_parameters=tu.trainable_parameters,
                           freeze_vit=tu.freeze_vit, freeze_aligner=tu.freeze_aligner, freeze_llm=tu.freeze_llm)
+    from swift.pipelines.quant import is_bnb
+
+    hf = args.hf
+    if is_bnb(args) and hf.get("gradient_checkpointing", hf.get("activation_checkpointing")) is False:
+        model.gradient_checkpointing_disable()  # prepare_quantized switched it on; the user said no
     if lora is not None and lora.modifies_base_weights:
         # PiSSA/OLoRA: keep the initial adapter so every checkpoint also gets one for the original base.
         from swift.tuners.model import SwiftModel, snapshot_adapter

@@ -10,7 +10,8 @@ import re
 from dataclasses import InitVar, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from swift.utils.errors import ArgumentError, MissingExtraError
+from swift.quant.config import COMPUTE_DTYPES, QUANT_TYPES
+from swift.utils.errors import ArgumentError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import peft
@@ -21,8 +22,6 @@ LORA_BIAS = ("none", "all", "lora_only")
 # peft's `init_lora_weights` values that need no extra data (eva, corda and loftq need their own configs).
 LORA_INIT_STRINGS = ("gaussian", "pissa", "olora", "orthogonal")
 _PISSA_NITER = re.compile(r"pissa_niter_\d+")
-QUANT_TYPES = ("nf4", "fp4")
-COMPUTE_DTYPES = ("bfloat16", "float16", "float32")
 _BOOL_STRINGS = {"true": True, "false": False}
 
 
@@ -169,21 +168,10 @@ class QLoRAConfig(LoRAConfig):
         Raises:
             MissingExtraError: bitsandbytes is not installed (pip extra `quant`).
         """
-        try:
-            import bitsandbytes  # noqa: F401
-        except ImportError as e:
-            raise MissingExtraError("bitsandbytes", "quant", "QLoRA") from e
-        import torch
-        from transformers import BitsAndBytesConfig
+        from swift.quant.config import bnb_config
 
-        if self.bits == 8:
-            return BitsAndBytesConfig(load_in_8bit=True)
-        return BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type=self.quant_type,
-            bnb_4bit_use_double_quant=self.double_quant,
-            bnb_4bit_compute_dtype=getattr(torch, self.compute_dtype),
-        )
+        return bnb_config(self.bits, quant_type=self.quant_type, double_quant=self.double_quant,
+                          compute_dtype=self.compute_dtype)
 
 
 @dataclass

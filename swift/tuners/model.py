@@ -214,8 +214,9 @@ class SwiftModel(nn.Module):
         Args:
             model_id_or_path: A hub id, a local model folder, or a peft adapter folder (one holding
                 adapter_config.json: its base model is loaded, then the adapter).
-            quantization_config: A transformers quantization config (e.g. `BitsAndBytesConfig`). When None
-                and `config.lora` is a `QLoRAConfig`, that config's `to_quantization_config()` is used.
+            quantization_config: A `swift.QuantizationConfig` or a transformers quantization config (e.g.
+                `BitsAndBytesConfig`). When None and `config.lora` is a `QLoRAConfig`, that config's
+                `to_quantization_config()` is used. A folder that is already quantized needs none.
             config: Tuner settings applied after loading (None: no tuner, the model as loaded).
             torch_dtype: dtype of the weights: "bf16", "fp16", "fp32", "auto" (the config's) or a torch.dtype.
             device_map: Passed to the loader ("auto", "cpu", a dict, ...).
@@ -230,9 +231,14 @@ class SwiftModel(nn.Module):
         is_trainable = kwargs.pop("is_trainable", False)
         if quantization_config is None and config is not None and isinstance(config.lora, QLoRAConfig):
             quantization_config = config.lora.to_quantization_config()  # fails early without bitsandbytes
+        from swift.quant.config import to_transformers_config
+
+        quantization_config = to_transformers_config(quantization_config)
 
         from swift.models.loader import load_model_and_tokenizer
 
+        # A compressed-tensors folder (GPTQ/AWQ/FP8) is unpacked when something will train or wrap its layers.
+        kwargs.setdefault("dequantize", config is not None or (path / ADAPTER_CONFIG).is_file())
         load = dict(torch_dtype=torch_dtype, device_map=device_map, quantization_config=quantization_config,
                     trust_remote_code=trust_remote_code, use_hf=use_hf, **kwargs)
         if not (path.is_dir() and (path / ADAPTER_CONFIG).is_file()):

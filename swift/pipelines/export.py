@@ -19,6 +19,9 @@ CALIBRATION_TEXT = Path(__file__).resolve().parents[1] / "assets" / "data" / "ca
 
 
 def run_export(args: ParsedArgs) -> str:
+    from swift.utils.logging import quiet_library_warnings
+
+    quiet_library_warnings()
     ex, q = args.groups["ExportArguments"], args.groups["QuantArguments"]
     if q.quant_method:
         return run_quant_export(args)
@@ -111,8 +114,8 @@ def run_quant_export(args: ParsedArgs) -> str:
 def calibration_data(args: ParsedArgs, model_dir: str) -> tuple[list, list, str]:
     """(calibration samples, held-out samples, where they came from) as token id tensors.
 
-    --dataset rows are encoded with the chat template (--val_dataset, or the last --ppl_n_samples rows, are the
-    held-out part); without --dataset the built-in text (the project's own English and Chinese docs) is cut
+    --dataset rows are encoded with the chat template (--val_dataset, the --split_dataset_ratio split, or else the
+    last --ppl_n_samples rows are the held-out part); without --dataset the built-in text (the project's own English and Chinese docs) is cut
     into --quant_seq_length token windows.
     """
     import torch

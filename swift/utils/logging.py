@@ -23,7 +23,9 @@ def get_logger(name: str = "swift") -> logging.Logger:
 
 def quiet_library_warnings() -> None:
     """Hide notices that libraries address to each other, not to our users (peft still calls transformers'
-    deprecated `is_gradient_checkpointing`)."""
+    deprecated `is_gradient_checkpointing`; transformers warns when we ask a quantized folder to load dequantized,
+    which is the documented way to do it)."""
     import warnings
 
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*already has a `quantization_config` attribute.*", category=UserWarning)

@@ -171,3 +171,14 @@ def test_gptq_needs_calibration_through_the_api(tmp_path, demo_model_dir):
     with pytest.raises(ArgumentError, match="quant_method"):
         quantize_model(demo_model_dir, tmp_path / "q", method="gguf")
     assert not (tmp_path / "q").exists()
+
+
+def test_missing_compressed_tensors_names_the_extra(tmp_path, demo_model_dir, monkeypatch, capsys):
+    import sys
+
+    from swift.cli.main import main
+
+    monkeypatch.setitem(sys.modules, "compressed_tensors", None)  # as if not installed
+    assert main(["export", "--model", demo_model_dir, "--quant_method", "fp8", "--output_dir", str(tmp_path / "q")]) != 0
+    assert "pip install 'swiftlab[quant]'" in capsys.readouterr().err
+    assert not (tmp_path / "q").exists()

@@ -84,8 +84,8 @@ def test_qlora_validation():
         assert e.value.flag == field
 
 
-@pytest.mark.skipif(HAS_BNB, reason="bitsandbytes is installed")
-def test_qlora_without_bitsandbytes_names_the_extra():
+def test_qlora_without_bitsandbytes_names_the_extra(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "bitsandbytes", None)  # as if not installed
     with pytest.raises(MissingExtraError) as e:
         QLoRAConfig().to_quantization_config()
     assert e.value.package == "bitsandbytes" and e.value.extra == "quant"

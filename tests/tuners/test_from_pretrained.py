@@ -70,8 +70,8 @@ def test_adapter_folder_without_base_asks_for_one(tiny_model, tmp_path):
         SwiftModel.from_pretrained(str(tmp_path))
 
 
-@pytest.mark.skipif(HAS_BNB, reason="bitsandbytes is installed")
-def test_qlora_from_pretrained_without_bitsandbytes(tmp_path):
+def test_qlora_from_pretrained_without_bitsandbytes(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "bitsandbytes", None)  # as if not installed
     with pytest.raises(MissingExtraError, match="quant"):
         SwiftModel.from_pretrained(str(tmp_path), config=SwiftConfig(lora=QLoRAConfig()))
 

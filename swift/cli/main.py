@@ -82,6 +82,13 @@ def _main(argv: list[str] | None = None) -> int:
         if command == "merge-lora" and "--merge_lora" not in rest:
             rest = rest + ["--merge_lora", "true"]
         args = parse_args(arg_command, rest)
+        if "DistributedArguments" in args.groups:
+            from swift.launch.launcher import in_launched_rank, plan_from, relaunch
+
+            d = args.groups["DistributedArguments"]
+            plan = plan_from(d.parallel_strategy, d.fsdp_num_shards)
+            if plan.distributed and not in_launched_rank():
+                return relaunch(command, rest, plan)
         import importlib
 
         run = getattr(importlib.import_module(module_name), func_name)

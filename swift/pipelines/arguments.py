@@ -401,6 +401,40 @@ RLHF_TYPES = ("dpo", "kto", "cpo", "simpo", "orpo", "rm", "ppo", "grpo", "gkd")
 
 
 @dataclass
+class DistributedArguments:
+    parallel_strategy: Literal["ddp", "fsdp", "deepspeed", "megatron"] | None = None
+    """Multi-process training: ddp (replicas), fsdp (PyTorch FSDP2: parameters, gradients and optimizer state
+    sharded), deepspeed (ZeRO; pick the stage with --deepspeed). swift relaunches itself under torchrun: no
+    manual torchrun or accelerate config. Default: ddp when NPROC_PER_NODE > 1, else one process."""
+    fsdp_num_shards: int | None = None
+    """Processes on this machine (one per GPU; gloo processes on CPU), i.e. the number of shards/replicas.
+    Also NPROC_PER_NODE (ms-swift's environment style, with NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT)."""
+    fsdp: str | None = None
+    """FSDP preset (full_shard, shard_grad_op, offload = full_shard + CPU offload) or a JSON file of
+    transformers' fsdp_config; implies --parallel_strategy fsdp."""
+    deepspeed: str | None = None
+    """DeepSpeed ZeRO preset (zero0, zero1, zero2, zero3, zero2_offload, zero3_offload) or a DeepSpeed JSON file;
+    implies --parallel_strategy deepspeed (extra `deepspeed`)."""
+
+    def __post_init__(self) -> None:
+        if self.parallel_strategy == "megatron":
+            raise ArgumentError(
+                "parallel_strategy", "megatron is not available yet: it will run megatron-core's tensor, pipeline "
+                "and sequence parallelism for Qwen/Llama-family models (see docs/en/distributed.md). Use fsdp or "
+                "deepspeed --deepspeed zero3, which shard a model of any size across GPUs today")
+        if self.fsdp and self.deepspeed:
+            raise ArgumentError("deepspeed", "choose one of --fsdp and --deepspeed")
+        implied = "fsdp" if self.fsdp else "deepspeed" if self.deepspeed else None
+        if implied and self.parallel_strategy not in (None, implied):
+            raise ArgumentError("parallel_strategy", f"--{implied} was given but --parallel_strategy is "
+                                f"{self.parallel_strategy}")
+        if implied:
+            self.parallel_strategy = implied
+        if self.fsdp_num_shards is not None and self.fsdp_num_shards < 1:
+            raise ArgumentError("fsdp_num_shards", f"must be at least 1, got {self.fsdp_num_shards}")
+
+
+@dataclass
 class RLHFArguments:
     """`swift rlhf`: the alignment algorithm and its settings (ms-swift's flag names)."""
 
@@ -500,10 +534,12 @@ class RLHFArguments:
 
 # Which groups each command takes; the parser flattens them into one set of flags.
 COMMAND_GROUPS: dict[str, tuple[type, ...]] = {
-    "sft": (ModelArguments, QuantArguments, TemplateArguments, DataArguments, TunerArguments, TrainArguments),
-    "pt": (ModelArguments, QuantArguments, TemplateArguments, DataArguments, TunerArguments, TrainArguments),
+    "sft": (ModelArguments, QuantArguments, TemplateArguments, DataArguments, TunerArguments, TrainArguments,
+            DistributedArguments),
+    "pt": (ModelArguments, QuantArguments, TemplateArguments, DataArguments, TunerArguments, TrainArguments,
+           DistributedArguments),
     "rlhf": (ModelArguments, QuantArguments, TemplateArguments, DataArguments, TunerArguments, TrainArguments,
-             RLHFArguments),
+             DistributedArguments, RLHFArguments),
     "infer": (ModelArguments, QuantArguments, TemplateArguments, DataArguments, GenerationArguments,
               InferArguments),
     "export": (ModelArguments, QuantArguments, TemplateArguments, DataArguments, ExportArguments),

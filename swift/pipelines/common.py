@@ -25,12 +25,20 @@ _VERSION_RE = re.compile(r"^v(\d+)-")
 
 
 def new_run_dir(output_dir: str, add_version: bool) -> Path:
-    """`<output_dir>/v<N>-<YYYYmmdd-HHMMSS>` (N one more than the highest present), or output_dir itself."""
+    """`<output_dir>/v<N>-<YYYYmmdd-HHMMSS>` (N one more than the highest present), or output_dir itself.
+
+    In a multi-process run, rank 0 makes the folder and the other ranks take the same one."""
     root = Path(output_dir)
     if not add_version:
         root.mkdir(parents=True, exist_ok=True)
         return root
     root.mkdir(parents=True, exist_ok=True)
+    from swift.launch.launcher import shared_value
+
+    return Path(shared_value(root, "run-dir", lambda: str(_make_version_dir(root))))
+
+
+def _make_version_dir(root: Path) -> Path:
     numbers = [int(m.group(1)) for p in root.iterdir() if p.is_dir() and (m := _VERSION_RE.match(p.name))]
     n = max(numbers, default=-1) + 1
     while True:
@@ -87,6 +95,11 @@ def _content_hash(value: Any) -> str:
 
 
 def write_run_files(run_dir: Path, args: dict[str, Any], manifest: dict[str, Any]) -> None:
+    from swift.launch.launcher import forget_shared_values, is_main_process
+
+    if not is_main_process():
+        return
+    forget_shared_values(run_dir.parent)  # every rank has read the run folder by now (it loaded the data after)
     atomic_write_json(run_dir / ARGS_FILE, public_args(args))
     atomic_write_json(run_dir / MANIFEST_FILE, manifest)
 

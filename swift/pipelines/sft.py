@@ -1,6 +1,7 @@
 """`swift sft` / `swift train` / `swift pt`: model + template + data -> tuner -> trainer -> checkpoints."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -99,6 +100,15 @@ def training_kwargs(args: ParsedArgs, run_dir: Path, has_eval: bool) -> dict[str
         kwargs["activation_checkpointing"] = True
         kwargs["activation_checkpointing_kwargs"] = {"use_reentrant": False}
         logger.info("4/8-bit training: gradient checkpointing on (turn off with --gradient_checkpointing false)")
+    d = args.groups.get("DistributedArguments")
+    if d is not None:
+        from swift.launch.strategy import strategy_training_kwargs
+
+        q = args.groups.get("QuantArguments")
+        bnb = q is not None and q.quant_method == "bnb"
+        kwargs.update(strategy_training_kwargs(
+            d.parallel_strategy, fsdp=d.fsdp, deepspeed=d.deepspeed, bnb_bits=q.quant_bits if bnb else None,
+            bnb_quant_storage=q.bnb_4bit_quant_storage if bnb else None))
     kwargs.update(args.hf)
     kwargs.pop("resume_from_checkpoint", None)
     dtype = args.groups["ModelArguments"].torch_dtype
@@ -119,6 +129,12 @@ def load_model(args: ParsedArgs, model: str | None = None, task: str = "causal_l
     from swift.models.loader import load_model_and_tokenizer
 
     m = args.groups["ModelArguments"]
+    from swift.launch.launcher import in_launched_rank
+
+    if m.device_map and in_launched_rank() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ArgumentError("device_map", "--device_map splits one model over the devices of ONE process; with "
+                            "several processes (NPROC_PER_NODE / --fsdp_num_shards) each process places its own "
+                            "replica or shard. Drop --device_map, or run one process with --device_map auto")
     name, model_type = (m.model, m.model_type) if model is None else (model, None)
     if name is None and model_type is None:
         raise ArgumentError(flag, "give a model: a local folder, a hub id, or a name such as swift-demo")
@@ -297,6 +313,12 @@ def run_sft(args: ParsedArgs, mode: str = "sft") -> dict[str, Any]:
     hf_args = _training_arguments(args, run_dir, val_ds is not None, mode)
     optimizers = (None, None)
     tu = args.groups["TunerArguments"]
+    d = args.groups.get("DistributedArguments")
+    if d is not None and d.parallel_strategy in ("fsdp", "deepspeed") and (
+            (tu.tuner_type == "lora" and tu.lorap_lr_ratio) or tu.vit_lr is not None or tu.aligner_lr is not None):
+        flag = "lorap_lr_ratio" if tu.lorap_lr_ratio else "vit_lr" if tu.vit_lr is not None else "aligner_lr"
+        raise ArgumentError(flag, f"--{flag} builds its own optimizer, which {d.parallel_strategy} does not take "
+                            "(it builds the optimizer over sharded parameters); drop the flag or use ddp")
     if tu.tuner_type == "lora" and tu.lorap_lr_ratio:
         from swift.tuners import create_loraplus_optimizer
 
@@ -332,6 +354,10 @@ def run_sft(args: ParsedArgs, mode: str = "sft") -> dict[str, Any]:
 
 
 def print_summary(summary: dict[str, Any], tuner_type: str, reward_model: bool = False) -> None:
+    from swift.launch.launcher import is_main_process
+
+    if not is_main_process():
+        return
     lines = ["", "Training finished.", f"  run folder:      {summary['run_dir']}",
              f"  last checkpoint: {summary['last_checkpoint']}"]
     if summary.get("loss_curve"):

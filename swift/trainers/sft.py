@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainingArguments
 
+from swift.launch.fsdp import add_fsdp_callbacks, prepare_fsdp
 from swift.trainers.checkpoint import CONVERTED_ADAPTER_DIR
 from swift.trainers.saving import (
     finished_output,
@@ -138,10 +139,17 @@ class SwiftTrainer(Trainer):
             **kwargs,
         )
         use_swift_callbacks(self)
+        add_fsdp_callbacks(self)  # FSDP2: measured sharding log (swift/launch/fsdp.py)
         self._counts: dict[str, torch.Tensor | None] = {_TRAIN: None, _EVAL: None}
         self._interval_start: float | None = None
         self._paused = 0.0
         self._ckpt_token: str | None = None
+
+    # ---- FSDP2 (swift/launch/fsdp.py) -------------------------------------------------------------
+    def create_accelerator_and_postprocess(self) -> None:
+        """HF's accelerator, then FSDP2 checked, and made real on CPU (accelerate alone would run DDP there)."""
+        super().create_accelerator_and_postprocess()
+        prepare_fsdp(self)
 
     # ---- data -------------------------------------------------------------------------------------
     def _prepare_data(

@@ -78,17 +78,12 @@ def preset_config(name: str) -> dict[str, Any]:
 
 def load_config_file(path: str) -> dict[str, Any]:
     """A DeepSpeed JSON config file, checked: it exists, parses and holds an object with a zero_optimization stage."""
+    from swift.launch.launcher import read_config_object
+
     if not os.path.isfile(path):
         raise ArgumentError("deepspeed", f"DeepSpeed config file not found: {path} (or use a preset: "
                             f"{', '.join(PRESETS)})")
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ArgumentError("deepspeed", f"{path} is not valid JSON: {e}") from e
-    if not isinstance(config, dict):
-        raise ArgumentError("deepspeed", f"{path} must hold a JSON object (a DeepSpeed config), found "
-                            f"{type(config).__name__}")
+    config = read_config_object(path, "deepspeed", "a DeepSpeed config")
     stage = (config.get("zero_optimization") or {}).get("stage", 0)
     if stage not in (0, 1, 2, 3):
         raise ArgumentError("deepspeed", f"{path}: zero_optimization.stage must be 0, 1, 2 or 3, got {stage!r}")

@@ -23,7 +23,6 @@ Presets of `--fsdp`:
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -46,15 +45,9 @@ def fsdp_config(preset: str | None) -> dict[str, Any]:
     if preset in PRESETS:
         config = dict(PRESETS[preset])
     elif preset.endswith(".json") or os.path.isfile(preset):
-        if not os.path.isfile(preset):
-            raise ArgumentError("fsdp", f"FSDP config file not found: {preset}")
-        try:
-            with open(preset, encoding="utf-8") as f:
-                config = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ArgumentError("fsdp", f"{preset} is not valid JSON: {e}") from e
-        if not isinstance(config, dict):
-            raise ArgumentError("fsdp", f"{preset} must hold a JSON object (transformers' fsdp_config)")
+        from swift.launch.launcher import read_config_object
+
+        config = read_config_object(preset, "fsdp", "transformers' fsdp_config")
         config = {k[5:] if k.startswith("fsdp_") else k: v for k, v in config.items()}
     else:
         raise ArgumentError("fsdp", f"unknown preset {preset!r}: use one of {', '.join(PRESETS)} or a JSON file "

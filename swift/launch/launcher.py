@@ -14,7 +14,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,23 @@ class DistPlan:
                 "deepspeed": "DeepSpeed ZeRO"}.get(self.strategy or "", "one process")
         return (f"parallel strategy: {what}; world size {self.world_size} ({self.nproc_per_node} processes"
                 f"{nodes}) on {device}")
+
+
+def read_config_object(path: str, flag: str, what: str) -> dict:
+    """A JSON file given to `--<flag>` that must hold an object: a missing file, bad JSON or another type is an
+    ArgumentError naming the file."""
+    import json
+
+    if not os.path.isfile(path):
+        raise ArgumentError(flag, f"{what} file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ArgumentError(flag, f"{path} is not valid JSON: {e}") from e
+    if not isinstance(config, dict):
+        raise ArgumentError(flag, f"{path} must hold a JSON object ({what}), found {type(config).__name__}")
+    return config
 
 
 def _env_int(name: str, default: int) -> int:
@@ -128,7 +146,9 @@ def relaunch(command: str, argv: list[str], plan: DistPlan) -> int:
            f"--master_port={plan.master_port}", "-m", "swift", command, *argv]
     env = dict(os.environ)
     env[STRATEGY_ENV] = plan.strategy or "ddp"
-    env[LAUNCH_ID_ENV] = uuid.uuid4().hex[:12]
+    # One id per launch names the files ranks share; all machines of a multi-node run must agree on it.
+    env[LAUNCH_ID_ENV] = os.environ.get(LAUNCH_ID_ENV) or (
+        uuid.uuid4().hex[:12] if plan.nnodes == 1 else f"{plan.master_addr}-{plan.master_port}")
     env.pop("NPROC_PER_NODE", None)  # the ranks must not plan a second relaunch
     if device == "cpu":
         env.setdefault("DS_ACCELERATOR", "cpu")  # DeepSpeed's CPU accelerator, gloo backend
@@ -157,10 +177,30 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+@contextmanager
+def main_process_first(folder: Path, name: str, timeout: float = 3600.0) -> Iterator[bool]:
+    """Rank 0 runs the block first (e.g. encodes data into the shared cache); the other ranks wait for it, then run
+    it (reading that cache). Yields True on rank 0. One process: just runs the block."""
+    if not in_launched_rank() or int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        yield True
+        return
+    if is_main_process():
+        yield True
+        shared_value(folder, name, lambda: "done")
+        return
+    shared_value(folder, name, lambda: "done", timeout=timeout)
+    yield False
+
+
+def _launch_id() -> str:
+    """Ours, or (a user's own torchrun on one machine) the torchrun agent's pid, which all its ranks share."""
+    return os.environ.get(LAUNCH_ID_ENV) or f"ppid{os.getppid()}"
+
+
 def forget_shared_values(folder: Path) -> None:
     """Rank 0, after the run: remove the files `shared_value` left in `folder` for this launch."""
-    launch = os.environ.get(LAUNCH_ID_ENV) or os.environ.get("TORCHELASTIC_RUN_ID")
-    if launch and is_main_process() and in_launched_rank():
+    launch = _launch_id()
+    if is_main_process() and in_launched_rank():
         for marker in Path(folder).glob(f".*-{launch}"):
             marker.unlink(missing_ok=True)
 
@@ -170,7 +210,7 @@ def shared_value(folder: Path, name: str, make: Callable[[], str], timeout: floa
     all ranks see: the output folder, shared between nodes in a multi-node run). One process: just `make()`."""
     if not in_launched_rank() or int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return make()
-    launch = os.environ.get(LAUNCH_ID_ENV) or os.environ.get("TORCHELASTIC_RUN_ID") or "default"
+    launch = _launch_id()
     marker = folder / f".{name}-{launch}"
     if is_main_process():
         value = make()

@@ -95,11 +95,10 @@ def _content_hash(value: Any) -> str:
 
 
 def write_run_files(run_dir: Path, args: dict[str, Any], manifest: dict[str, Any]) -> None:
-    from swift.launch.launcher import forget_shared_values, is_main_process
+    from swift.launch.launcher import is_main_process
 
     if not is_main_process():
         return
-    forget_shared_values(run_dir.parent)  # every rank has read the run folder by now (it loaded the data after)
     atomic_write_json(run_dir / ARGS_FILE, public_args(args))
     atomic_write_json(run_dir / MANIFEST_FILE, manifest)
 

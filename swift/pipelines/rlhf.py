@@ -172,7 +172,12 @@ def run_rlhf(args: ParsedArgs) -> dict[str, Any]:
                             "aligns text models only so far. Fine-tune it with `swift sft`")
     template = make_template(args, tokenizer)
     reward_funcs = _reward_funcs(args)  # plugins load before data: a typo fails in a second, not after encoding
-    train_ds, val_ds, fingerprints = _load_data(args, template, r.rlhf_type)
+    from swift.launch.launcher import main_process_first
+
+    with main_process_first(run_dir, "data") as first:  # one writer of the encoding cache, the others read it
+        if not first:
+            args.groups["DataArguments"].load_from_cache_file = True
+        train_ds, val_ds, fingerprints = _load_data(args, template, r.rlhf_type)
     side = _side_models(args, tu.tuner_type)
     model = prepare_tuner(args, model, task_type="SEQ_CLS" if task == "seq_cls" else "CAUSAL_LM")
 

@@ -285,10 +285,15 @@ def run_sft(args: ParsedArgs, mode: str = "sft") -> dict[str, Any]:
     from swift.pipelines.mm import load_mm_data, make_mm_encoder
 
     mm_encoder = make_mm_encoder(args, template, tokenizer, model)
-    if mm_encoder is not None:
-        train_ds, val_ds, fingerprints = load_mm_data(args, mm_encoder, mode)
-    else:
-        train_ds, val_ds, fingerprints = _load_data(args, template, mode)
+    from swift.launch.launcher import main_process_first
+
+    with main_process_first(run_dir, "data") as first:  # one writer of the encoding cache, the others read it
+        if not first:
+            args.groups["DataArguments"].load_from_cache_file = True
+        if mm_encoder is not None:
+            train_ds, val_ds, fingerprints = load_mm_data(args, mm_encoder, mode)
+        else:
+            train_ds, val_ds, fingerprints = _load_data(args, template, mode)
     model = prepare_tuner(args, model)
 
     flat = dict(public_args(args.flat))
@@ -354,10 +359,13 @@ def run_sft(args: ParsedArgs, mode: str = "sft") -> dict[str, Any]:
 
 
 def print_summary(summary: dict[str, Any], tuner_type: str, reward_model: bool = False) -> None:
-    from swift.launch.launcher import is_main_process
+    from swift.launch.launcher import forget_shared_values, is_main_process
 
     if not is_main_process():
         return
+    # training synchronised every rank long after they read the run folder and data markers
+    forget_shared_values(Path(summary["run_dir"]))
+    forget_shared_values(Path(summary["run_dir"]).parent)
     lines = ["", "Training finished.", f"  run folder:      {summary['run_dir']}",
              f"  last checkpoint: {summary['last_checkpoint']}"]
     if summary.get("loss_curve"):

@@ -125,3 +125,18 @@ def test_device_map_auto_trains_and_answers_in_one_process(tmp_path, tiny_qwen2_
     assert main(["infer", "--adapters", str(ckpt), "--device_map", "auto", "--val_dataset", str(data),
                  "--max_new_tokens", "3", "--result_path", str(tmp_path / "r.jsonl")]) == 0
     assert len((tmp_path / "r.jsonl").read_text(encoding="utf-8").splitlines()) == 4
+
+
+def test_more_processes_than_gpus_is_refused(monkeypatch):
+    """The GPU count is hardware this machine lacks: torch's answer is replaced, the check itself is real."""
+    import torch
+
+    from swift.launch.launcher import DistPlan, check_devices
+    from swift.utils.errors import ArgumentError
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ArgumentError, match="has 2 GPU"):
+        check_devices(DistPlan(strategy="fsdp", nproc_per_node=4))
+    assert check_devices(DistPlan(strategy="fsdp", nproc_per_node=2)) == "cuda"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert check_devices(DistPlan(strategy="fsdp", nproc_per_node=4)) == "cpu"  # gloo processes

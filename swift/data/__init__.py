@@ -12,11 +12,10 @@ Encoding, packing and collating import datasets / torch, so they load on first u
 """
 from __future__ import annotations
 
-from typing import Any
-
 from swift.data.catalog import DATASETS, DatasetSpec, find_dataset, register_dataset
 from swift.data.formats import FORMATS, Row, detect_format, normalize
 from swift.data.loader import load_datasets, parse_dataset_spec
+from swift.utils.lazy import lazy_getattr
 
 _LAZY = {
     "encode_rows": "swift.data.encode",
@@ -32,11 +31,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'swift.data' has no attribute {name!r}")
+__getattr__ = lazy_getattr(globals(), _LAZY)

@@ -4,16 +4,11 @@ Names are imported lazily, so `import swift.export` costs no torch import.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from swift.utils.lazy import lazy_getattr
 
 _EXPORTS = {"merge_lora": "swift.export.merge"}
 
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'swift.export' has no attribute '{name}'")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(globals(), _EXPORTS)

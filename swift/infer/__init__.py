@@ -4,8 +4,7 @@ Names are imported lazily, so `import swift.infer` (and the request types) cost 
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from swift.utils.lazy import lazy_getattr
 
 _EXPORTS = {
     "RequestConfig": "swift.infer.protocol",
@@ -22,8 +21,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'swift.infer' has no attribute '{name}'")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(globals(), _EXPORTS)

@@ -5,9 +5,6 @@ torch/transformers) are imported on first use.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from swift.models.registry import (
     DEMO_MODEL_TYPE,
     MODELS,
@@ -17,6 +14,7 @@ from swift.models.registry import (
     match_model_spec,
     register_model,
 )
+from swift.utils.lazy import lazy_getattr
 
 _LAZY = {
     "load_model_and_tokenizer": "swift.models.loader",
@@ -33,7 +31,4 @@ __all__ = ["DEMO_MODEL_TYPE", "MODELS", "ModelSpec", "get_model_spec", "list_mod
            "register_model", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'swift.models' has no attribute '{name}'")
+__getattr__ = lazy_getattr(globals(), _LAZY)

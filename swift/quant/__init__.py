@@ -5,8 +5,7 @@ Names are imported lazily, so `import swift.quant` costs no torch import.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from swift.utils.lazy import lazy_getattr
 
 _EXPORTS = {
     "QuantizationConfig": "swift.quant.config",
@@ -20,8 +19,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'swift.quant' has no attribute '{name}'")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(globals(), _EXPORTS)

@@ -5,8 +5,7 @@ Names are imported lazily so that `swift.trainers.checkpoint` (no torch) stays c
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from swift.utils.lazy import lazy_getattr
 
 _EXPORTS = {
     "SwiftTrainer": "swift.trainers.sft",
@@ -22,13 +21,7 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'swift.trainers' has no attribute '{name}'")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(globals(), _EXPORTS)
 
 
 def __dir__() -> list[str]:

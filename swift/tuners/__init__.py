@@ -5,10 +5,10 @@ are loaded on first use.
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from swift.tuners.config import LoRAConfig, QLoRAConfig, SwiftConfig
+from swift.utils.lazy import lazy_getattr
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from swift.tuners.loraplus import create_loraplus_optimizer, loraplus_param_groups
@@ -31,10 +31,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'swift.tuners' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(globals(), _LAZY)

@@ -15,16 +15,13 @@ from typing import Any
 from swift.hub import is_hub_id, looks_like_path, resolve_model_dir
 from swift.models.registry import DEMO_MODEL_TYPE, get_model_spec, suggest_models
 from swift.utils import env
+from swift.utils.dtypes import DTYPE_NAMES
 from swift.utils.errors import ArgumentError, MissingExtraError, SwiftError
 from swift.utils.logging import get_logger
 
 logger = get_logger("swift.models")
 
-_DTYPE_NAMES = {
-    "bf16": "bfloat16", "bfloat16": "bfloat16",
-    "fp16": "float16", "float16": "float16", "half": "float16",
-    "fp32": "float32", "float32": "float32", "float": "float32",
-}
+_DTYPE_NAMES = DTYPE_NAMES
 _ATTN_NAMES = {
     "sdpa": "sdpa", "eager": "eager", "flash_attn": "flash_attention_2", "flash_attention_2": "flash_attention_2",
     "flash_attn_3": "flash_attention_3", "flash_attention_3": "flash_attention_3", "flex_attention": "flex_attention",

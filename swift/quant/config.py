@@ -13,13 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from swift.utils.dtypes import DTYPE_NAMES
 from swift.utils.errors import ArgumentError, MissingExtraError
 
 BNB_NAMES = ("bitsandbytes", "bnb")
 EXPORT_METHODS = ("gptq", "awq", "fp8")
 QUANT_TYPES = ("nf4", "fp4")
 COMPUTE_DTYPES = ("bfloat16", "float16", "float32")
-_DTYPE_SHORT = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "half": "float16", "float": "float32"}
 
 
 def dtype_name(value: Any, flag: str = "bnb_4bit_compute_dtype") -> str | None:
@@ -27,7 +27,7 @@ def dtype_name(value: Any, flag: str = "bnb_4bit_compute_dtype") -> str | None:
     if value is None:
         return None
     name = str(value).replace("torch.", "").lower()
-    name = _DTYPE_SHORT.get(name, name)
+    name = DTYPE_NAMES.get(name, name)
     if name not in COMPUTE_DTYPES:
         raise ArgumentError(flag, f"must be one of {', '.join(COMPUTE_DTYPES)} (or bf16/fp16/fp32); got {value!r}")
     return name

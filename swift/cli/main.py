@@ -18,6 +18,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "merge-lora": ("swift.pipelines.export", "run_merge_lora", "Merge LoRA adapters (= export --merge_lora true)."),
 }
 ARG_COMMAND = {"train": "sft", "merge-lora": "export"}
+# Guided ways in, with flags of their own (module, function(argv) -> exit code, description).
+UI_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "quickstart": ("swift.ui.quickstart", "main", "Guided start in the terminal: pick model, data and task; get the "
+                   "command, run it, then chat, merge, quantize or deploy (= scripts/yichuidingyin.sh)."),
+    "web-ui": ("swift.ui.webui", "main", "Web interface (gradio, extra `webui`): training, chat, export, deploy."),
+}
 
 USAGE = """usage: swift <command> [flags]      (swift <command> --help lists every flag)
 
@@ -27,6 +33,8 @@ commands:
 {commands}
 
 examples:
+  swift quickstart          (guided: asks, shows the command, runs it; --lang zh for Chinese)
+  swift web-ui              (the same in the browser, http://127.0.0.1:7860)
   swift sft --model swift-demo --dataset self-cognition --model_name swift-robot --model_author swift
   swift rlhf --rlhf_type dpo --model <model> --dataset <preference data>
   swift infer --adapters output/<run>/checkpoint-<N>
@@ -36,7 +44,7 @@ examples:
 
 
 def _usage() -> str:
-    lines = [f"  {name:<12} {desc}" for name, (_, _, desc) in COMMANDS.items()]
+    lines = [f"  {name:<12} {desc}" for name, (_, _, desc) in {**COMMANDS, **UI_COMMANDS}.items()]
     return USAGE.format(commands="\n".join(lines))
 
 
@@ -61,10 +69,19 @@ def _main(argv: list[str] | None = None) -> int:
         print(f"swiftlab {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
+    if command in UI_COMMANDS:
+        import importlib
+
+        module_name, func_name, _ = UI_COMMANDS[command]
+        try:
+            return getattr(importlib.import_module(module_name), func_name)(rest)
+        except KeyboardInterrupt:
+            print(f"\nswift {command}: interrupted", file=sys.stderr)
+            return 130
     if command not in COMMANDS:
         import difflib
 
-        close = difflib.get_close_matches(command, list(COMMANDS), n=1)
+        close = difflib.get_close_matches(command, [*COMMANDS, *UI_COMMANDS], n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         print(f"swift: unknown command '{command}'.{hint}\n", file=sys.stderr)
         print(_usage(), file=sys.stderr)

@@ -9,6 +9,7 @@ import argparse
 import ast
 import dataclasses
 import difflib
+import functools
 import inspect
 import json
 import sys
@@ -64,6 +65,7 @@ class FlagSpec:
     group: str = ""
 
 
+@functools.cache  # parsing the source is slow; the wizard validates after every answer
 def _field_docs(cls: type) -> dict[str, str]:
     """The docstring under each field of a dataclass (attribute docstrings, read from the source)."""
     try:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import re
 import time
@@ -22,6 +23,28 @@ SECRET_KEYS = {"hub_token", "api_key", "push_to_hub_token"}
 # Not recorded in args.json: they describe this invocation, not the run (a rerun from args.json starts fresh).
 TRANSIENT_KEYS = {"resume_from_checkpoint"}
 _VERSION_RE = re.compile(r"^v(\d+)-")
+
+
+def report_result(**values: Any) -> None:
+    """Merge values (run folder, checkpoints, output folder, ...) into `SWIFT_RESULT_FILE` when it is set: the
+    wizard and the web UI start commands as subprocesses and learn where their results went from this file."""
+    from swift.utils.env import result_file
+
+    path = result_file()
+    if not path:
+        return
+    from swift.launch.launcher import is_main_process
+
+    if not is_main_process():
+        return
+    try:
+        current = read_json(path) if os.path.isfile(path) else {}
+    except (OSError, ValueError):
+        current = {}
+    paths = ("run_dir", "last_checkpoint", "best_checkpoint", "loss_curve", "output_dir")
+    current.update({k: os.path.abspath(v) if k in paths and v else str(v) if isinstance(v, Path) else v
+                    for k, v in values.items()})
+    atomic_write_json(path, current)
 
 
 def new_run_dir(output_dir: str, add_version: bool) -> Path:

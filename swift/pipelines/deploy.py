@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import inspect
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from swift.pipelines.arguments import InferArguments, ParsedArgs
+from swift.pipelines.common import report_result
 from swift.utils.errors import ArgumentError, require
 from swift.utils.logging import get_logger
 
@@ -118,5 +121,15 @@ def run_deploy(args: ParsedArgs) -> None:
     host = f"[{d.host}]" if ":" in d.host else d.host
     logger.info(f"serving {app.state.served_model_name!r} at http://{host}:{d.port}/v1 "
                 f"(auth: {'api key' if d.api_key else 'none'})")
-    print(f"swift deploy: serving at http://{host}:{d.port}/v1", flush=True)
-    uvicorn.run(app, host=d.host, port=d.port, log_level="warning", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(uvicorn.Config(app, host=d.host, port=d.port, log_level="warning",
+                                           timeout_graceful_shutdown=5))
+
+    def announce() -> None:  # only once the socket listens: "serving at" means a request would be answered now
+        while not server.started and not server.should_exit:
+            time.sleep(0.05)
+        if server.started:
+            print(f"swift deploy: serving at http://{host}:{d.port}/v1", flush=True)
+            report_result(command="deploy", url=f"http://{host}:{d.port}/v1", status="serving")
+
+    threading.Thread(target=announce, daemon=True).start()
+    server.run()

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from swift.pipelines.arguments import ParsedArgs
-from swift.pipelines.common import is_adapter_dir
+from swift.pipelines.common import is_adapter_dir, report_result
 from swift.pipelines.infer import inherit_checkpoint_args, resolve_base_model
 from swift.utils.errors import ArgumentError
 from swift.utils.logging import get_logger
@@ -34,6 +34,7 @@ def run_export(args: ParsedArgs) -> str:
     out = ex.output_dir or f"{Path(adapter).as_posix().rstrip('/')}-merged"
     path = _merge(args, model_dir, adapter, out, ex.overwrite, saved)
     print(f"merged model written to {path}\n  chat with it: swift infer --model {path}", flush=True)
+    report_result(command="export", output_dir=path, merged=True, status="finished")
     return path
 
 
@@ -108,6 +109,8 @@ def run_quant_export(args: ParsedArgs) -> str:
         if tmp_merged is not None:
             shutil.rmtree(tmp_merged, ignore_errors=True)
     print_report(report, source)
+    report_result(command="export", output_dir=report["output_dir"], quant_method=report.get("quant_method"),
+                  status="finished")
     return report["output_dir"]
 
 

@@ -10,6 +10,7 @@ from swift.pipelines.common import (
     new_run_dir,
     package_versions,
     public_args,
+    report_result,
     rows_fingerprint,
     write_run_files,
 )
@@ -161,6 +162,7 @@ def run_rlhf(args: ParsedArgs) -> dict[str, Any]:
     reuse_dir, resume_ckpt = resolve_resume(tr, tr.output_dir, args.config_file)
     run_dir = reuse_dir or new_run_dir(tr.output_dir, tr.add_version)
     logger.info(f"run folder: {run_dir} ({r.rlhf_type})")
+    report_result(command="rlhf", rlhf_type=r.rlhf_type, run_dir=run_dir, status="training")
 
     task = "seq_cls" if r.rlhf_type == "rm" else "causal_lm"
     model, tokenizer, model_dir = load_model(args, task=task)
@@ -210,4 +212,5 @@ def run_rlhf(args: ParsedArgs) -> dict[str, Any]:
         "seconds": round(time.time() - start, 1),
     }
     print_summary(summary, tu.tuner_type, reward_model=r.rlhf_type == "rm")
+    report_result(**summary, tuner_type=tu.tuner_type, status="finished")
     return summary

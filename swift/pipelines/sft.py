@@ -12,6 +12,7 @@ from swift.pipelines.common import (
     new_run_dir,
     package_versions,
     public_args,
+    report_result,
     rows_fingerprint,
     run_dirs,
     write_run_files,
@@ -279,6 +280,7 @@ def run_sft(args: ParsedArgs, mode: str = "sft") -> dict[str, Any]:
     reuse_dir, resume_ckpt = resolve_resume(tr, tr.output_dir, args.config_file)
     run_dir = reuse_dir or new_run_dir(tr.output_dir, tr.add_version)
     logger.info(f"run folder: {run_dir}")
+    report_result(command=mode if mode == "pt" else args.command, run_dir=run_dir, status="training")
 
     model, tokenizer, model_dir = load_model(args)
     template = make_template(args, tokenizer)
@@ -355,6 +357,7 @@ def run_sft(args: ParsedArgs, mode: str = "sft") -> dict[str, Any]:
         "seconds": round(time.time() - start, 1),
     }
     print_summary(summary, tu.tuner_type)
+    report_result(**summary, tuner_type=tu.tuner_type, status="finished")
     return summary
 
 

@@ -54,3 +54,9 @@ def media_defaults() -> dict[str, float]:
             except ValueError:
                 raise ValueError(f"environment variable {env}={value!r} is not a number") from None
     return out
+
+
+def result_file() -> str | None:
+    """`SWIFT_RESULT_FILE`: where a command run by the wizard or the web UI reports its run folder and results
+    (a JSON object, rewritten atomically as the run goes on)."""
+    return os.environ.get("SWIFT_RESULT_FILE") or None

@@ -55,6 +55,8 @@ class Recommendation:
     torch_dtype: str
     need_gib: float | None = None
     warnings: list[tuple[str, dict]] = field(default_factory=list)
+    learning_rate: float = 1e-4
+    num_train_epochs: float = 3.0
 
 
 def detect_hardware() -> Hardware:
@@ -145,8 +147,9 @@ def recommend(hw: Hardware, params_b: float | None, tuner: str | None = None) ->
             warnings.append(("cpu_slow", {"params": f"{params_b:g}"}))
         if chosen == "qlora":
             warnings.append(("cpu_qlora", {}))
-        return Recommendation(chosen, 8 if (params_b or 1) < 0.1 else 1, 1 if (params_b or 1) < 0.1 else 8,
-                              "float32", None, warnings)
+        tiny = (params_b or 1) < 0.1
+        return Recommendation(chosen, 8 if tiny else 1, 1 if tiny else 8, "float32", None, warnings,
+                              *_schedule(chosen, params_b))
     mem = hw.gpu_mem_gib or 0.0
     p = params_b if params_b is not None else 7.0
     if tuner is None:
@@ -156,7 +159,15 @@ def recommend(hw: Hardware, params_b: float | None, tuner: str | None = None) ->
         warnings.append(("no_fit", {"tuner": tuner, "need": f"{need:g}", "mem": f"{mem:g}"}))
     room = mem - need
     batch = 1 if room < 4 else 2 if room < 10 else 4 if room < 24 else 8
-    return Recommendation(tuner, batch, max(1, 16 // batch), "bfloat16", need, warnings)
+    return Recommendation(tuner, batch, max(1, 16 // batch), "bfloat16", need, warnings, *_schedule(tuner, p))
+
+
+def _schedule(tuner: str, params_b: float | None) -> tuple[float, float]:
+    """(learning rate, epochs): the usual 1e-4 for LoRA/QLoRA and 1e-5 for full tuning, over 3 epochs; a tiny
+    model (the demo) learns its self-cognition data in under a minute with 5e-3 over 10 epochs (the README's run)."""
+    if params_b is not None and params_b < 0.1:
+        return 5e-3, 10.0
+    return (1e-5 if tuner == "full" else 1e-4), 3.0
 
 
 WARNINGS = {

@@ -205,10 +205,10 @@ class Wizard:
                 raise QuickstartError(f"tuner_type = {tuner!r}: {warning_text(extra[0], 'en')}")
         self.values["tuner_type"] = tuner
         self.values["torch_dtype"] = chosen.torch_dtype
-        self.ask_field("num_train_epochs", self.values["num_train_epochs"])
+        self.ask_field("num_train_epochs", chosen.num_train_epochs)
         self.ask_field("per_device_train_batch_size", chosen.per_device_train_batch_size)
         self.ask_field("gradient_accumulation_steps", chosen.gradient_accumulation_steps)
-        self.ask_field("learning_rate", self.values["learning_rate"])
+        self.ask_field("learning_rate", chosen.learning_rate)
         if tuner != "full":
             self.ask_field("lora_rank", self.values["lora_rank"])
         self.ask_field("max_length", self.values["max_length"])

@@ -66,9 +66,19 @@ class TerminalAsker:
         return questionary.select(message, choices=items, default=chosen, qmark="?").unsafe_ask()
 
     def text(self, key: str, message: str, default: str) -> str:
+        """The default is shown greyed (a placeholder), not filled in: typing replaces it (typing 2 over a
+        filled-in 3 would give 32), Enter takes it."""
         import questionary
+        from prompt_toolkit.formatted_text import FormattedText
 
-        return questionary.text(message, default=default, qmark="?").unsafe_ask()
+        placeholder = FormattedText([("fg:ansibrightblack", default)]) if default else None
+        answer = questionary.text(message, qmark="?", placeholder=placeholder).unsafe_ask()
+        if answer.strip() or not default:
+            return answer
+        if sys.stdout.isatty():  # questionary echoed an empty answer: show the default that was taken instead
+            sys.stdout.write("\x1b[1A\x1b[2K")
+            print(f"{paint('?', 'ok')} {message} {paint(default, 'command')}", flush=True)
+        return default
 
     def confirm(self, key: str, message: str, default: bool) -> bool:
         import questionary

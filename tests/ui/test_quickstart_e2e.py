@@ -14,7 +14,7 @@ import yaml
 
 pexpect = pytest.importorskip("pexpect")
 
-DOWN, ENTER, CLEAR_LINE = "\x1b[B", "\r", "\x15"  # arrow down, Enter, Ctrl-U (erase the filled-in default)
+DOWN, ENTER = "\x1b[B", "\r"  # arrow down, Enter (typed answers replace the greyed default)
 ANSI = r"(?:\x1b\[[0-9;?]*[A-Za-z])*"
 
 
@@ -68,15 +68,15 @@ def test_a_person_fine_tunes_chats_and_merges_in_the_terminal(tmp_path):
         _menu(child, "Method")
         child.send(ENTER)  # LoRA, the recommended one
         child.expect("Epochs")
-        child.send(CLEAR_LINE + "-1" + ENTER)
+        child.send("-1" + ENTER)
         child.expect("must be greater than 0, got -1")
         child.expect("Epochs")
-        child.send(CLEAR_LINE + "2" + ENTER)
+        child.send("2" + ENTER)
         for question, answer in (("Batch size per device", "1"), ("Gradient accumulation steps", None),
                                  ("Learning rate", "5e-3"), ("LoRA rank", None), ("Max tokens per sample", "256"),
                                  ("Output folder", None)):
             child.expect(question)
-            child.send((CLEAR_LINE + answer if answer else "") + ENTER)
+            child.send((answer or "") + ENTER)
         child.expect(r"--dataset 'self-cognition#16' \\")
         child.expect(r"Saved: ([^\s\x1b]+\.sh)")
         script = tmp_path / child.match.group(1)

@@ -36,6 +36,11 @@ def test_a_7b_model_gets_the_method_that_fits(mem, tuner, batch):
     assert rec.need_gib <= mem and not rec.warnings
 
 
+def test_learning_rate_follows_the_method():
+    assert (recommend(gpu(80), 7.6).learning_rate, recommend(gpu(80), 7.6, tuner="full").learning_rate) == (1e-4, 1e-5)
+    assert recommend(gpu(80), 7.6).num_train_epochs == 3
+
+
 def test_a_choice_that_does_not_fit_is_warned():
     rec = recommend(gpu(24), 7.6, tuner="full")
     assert rec.need_gib == need_gib("full", 7.6) > 24
@@ -49,6 +54,7 @@ def test_cpu_defaults_and_warnings():
     cpu = Hardware("cpu", cpu_count=2, ram_gib=24)
     demo = recommend(cpu, 0.002)
     assert (demo.tuner, demo.torch_dtype, demo.per_device_train_batch_size, demo.warnings) == ("lora", "float32", 8, [])
+    assert (demo.learning_rate, demo.num_train_epochs) == (5e-3, 10)  # the README's demo run
     assert recommend(cpu, 7).warnings[0][0] == "cpu_slow"
     assert recommend(cpu, 0.002, tuner="qlora").warnings == [("cpu_qlora", {})]
 

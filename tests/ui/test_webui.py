@@ -27,6 +27,14 @@ def test_webui_share_without_auth_is_refused(capsys):
     assert opts.share and opts.auth == ("alice", "pw:with:colons")
 
 
+def test_webui_takes_ms_swift_flag_spellings():
+    opts = parse_cli(["--server_name", "0.0.0.0", "--server_port", "7861", "--share", "false", "--lang", "en"])
+    assert (opts.host, opts.port, opts.share) == ("0.0.0.0", 7861, False)
+    with pytest.raises(WebUIError, match="--auth"):
+        parse_cli(["--share", "true"])
+    assert parse_cli(["--share", "true", "--auth", "a:b"]).share is True
+
+
 @pytest.mark.parametrize("auth", ["alice", ":pw", "alice:"])
 def test_webui_auth_must_be_user_and_password(auth):
     with pytest.raises(WebUIError, match="user:password"):

@@ -5,6 +5,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 
+from swift.cli.parser import str2bool
 from swift.ui.forms import MESSAGES
 from swift.ui.i18n import check_lang, text
 
@@ -30,10 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="swift web-ui", description="Web interface (gradio): train, follow jobs, chat, export and deploy. "
         "Every form builds an ordinary `swift ...` command, shown before it runs. Needs: pip install "
         "'swiftlab[webui]'.")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
-                   "only; 0.0.0.0 opens it to the network)")
-    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    p.add_argument("--share", action="store_true", help="also publish a public gradio.live link (needs --auth)")
+    # --server_name/--server_port/--share true|false: ms-swift's spelling of the same flags
+    p.add_argument("--host", "--server_name", dest="host", default="127.0.0.1", help="address to listen on "
+                   "(default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network); alias --server_name")
+    p.add_argument("--port", "--server_port", dest="port", type=int, default=7860,
+                   help="port (default 7860); alias --server_port")
+    p.add_argument("--share", nargs="?", const=True, default=False, type=str2bool, metavar="true|false",
+                   help="also publish a public gradio.live link (needs --auth)")
     p.add_argument("--auth", default=None, metavar="USER:PASSWORD", help="ask for this user name and password")
     p.add_argument("--lang", default=None, help="interface language: en or zh (default: from the system locale)")
     p.add_argument("--jobs_dir", default=None, help="folder for the jobs' logs and results (default: the "

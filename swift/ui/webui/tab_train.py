@@ -11,7 +11,8 @@ from swift.ui.webui.common import start_form_job
 from swift.ui.webui.texts import t
 
 TASKS = ("sft", *forms.RLHF_TYPES)
-_RECOMMENDED = ("tuner_type", "per_device_train_batch_size", "gradient_accumulation_steps", "torch_dtype")
+_RECOMMENDED = ("tuner_type", "per_device_train_batch_size", "gradient_accumulation_steps", "torch_dtype",
+                "learning_rate", "num_train_epochs")
 
 
 def _warnings(warnings: list[tuple[str, dict]], lang: str) -> str:
@@ -25,7 +26,8 @@ def initial_values(hw: Hardware, model: str = "swift-demo") -> tuple[dict[str, A
     values["beta"] = forms.defaults("rlhf")["beta"]
     rec = recommend(hw, estimate_params_b(model))
     values.update(model=model, tuner_type=rec.tuner, per_device_train_batch_size=rec.per_device_train_batch_size,
-                  gradient_accumulation_steps=rec.gradient_accumulation_steps, torch_dtype=rec.torch_dtype)
+                  gradient_accumulation_steps=rec.gradient_accumulation_steps, torch_dtype=rec.torch_dtype,
+                  learning_rate=rec.learning_rate, num_train_epochs=rec.num_train_epochs)
     if values.get("dataset") == "self-cognition":  # it asks who the model is: the README's example names
         values.update(model_name="swift-robot", model_author="swift")
     return values, rec.warnings
@@ -69,7 +71,8 @@ def build(manager: JobManager, lang: str, hw: Hardware, started: Any) -> dict[st
     def on_model(model: str) -> list[Any]:
         """A new model: the hardware's recommendation for it (tuner, batch size, dtype) and its warnings."""
         vals, warns = initial_values(hw, (model or "").strip() or "swift-demo")
-        return [widgets.fmt_value(vals[k]) if k.endswith(("size", "steps")) else vals[k] for k in _RECOMMENDED] + [
+        return [widgets.fmt_value(vals[k]) if k not in ("tuner_type", "torch_dtype") else vals[k]
+                for k in _RECOMMENDED] + [
             _warnings(warns, lang)]
 
     view.inputs["model"].blur(on_model, view.inputs["model"], [*(view.inputs[k] for k in _RECOMMENDED), notes])

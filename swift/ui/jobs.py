@@ -85,23 +85,13 @@ class Job:
         return "\n".join(lines)[-max_chars:]
 
     def loss_points(self) -> list[tuple[int, float]]:
-        """(step, training loss) logged so far."""
-        return self.metric_points("loss")
-
-    def metric_points(self, key: str) -> list[tuple[int, float]]:
+        """(step, training loss) logged so far (a line being written is skipped)."""
         run = self.run_dir
         if run is None or not (run / "logging.jsonl").is_file():
             return []
-        points = []
-        with open(run / "logging.jsonl", encoding="utf-8") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except ValueError:  # a line being written
-                    continue
-                if key in row and "step" in row:
-                    points.append((int(row["step"]), float(row[key])))
-        return points
+        from swift.trainers.plot import read_loss_series
+
+        return read_loss_series(str(run / "logging.jsonl"))["loss"]
 
     def wait(self, timeout: float | None = None) -> int | None:
         if self.process is None:

@@ -99,15 +99,10 @@ def last_loss(run_dir: str | None) -> tuple[int, float] | None:
     """(step, loss) of the last training loss the run logged in `logging.jsonl`."""
     if not run_dir or not (Path(run_dir) / "logging.jsonl").is_file():
         return None
-    last = None
-    for line in (Path(run_dir) / "logging.jsonl").read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if "loss" in row and "step" in row:
-            last = (int(row["step"]), float(row["loss"]))
-    return last
+    from swift.trainers.plot import read_loss_series
+
+    points = read_loss_series(str(Path(run_dir) / "logging.jsonl"))["loss"]
+    return points[-1] if points else None
 
 
 def print_summary(asker: Asker, result: dict[str, Any], lang: str) -> None:

@@ -16,24 +16,8 @@ def server_text(manager: JobManager, job_id: str | None, lang: str) -> str:
         return t("deploy_none", lang)
     if job.status != "running":
         return t("deploy_ended", lang, id=job.id, status=status_text(job.status, lang))
-    url = job.result().get("url")
-    return t("deploy_serving", lang, id=job.id, url=url) if url and _listening(url) else t("deploy_wait", lang,
-                                                                                           id=job.id)
-
-
-def _listening(url: str) -> bool:
-    """Whether the server of `url` accepts connections (the job reports its URL just before it listens)."""
-    import socket
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    host = parts.hostname or "127.0.0.1"
-    host = "127.0.0.1" if host == "0.0.0.0" else "::1" if host == "::" else host
-    try:
-        with socket.create_connection((host, parts.port or 80), timeout=0.5):
-            return True
-    except OSError:
-        return False
+    url = job.result().get("url")  # reported by `swift deploy` once its socket listens
+    return t("deploy_serving", lang, id=job.id, url=url) if url else t("deploy_wait", lang, id=job.id)
 
 
 def build(manager: JobManager, lang: str, started: Any) -> dict[str, Any]:

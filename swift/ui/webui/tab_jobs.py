@@ -39,18 +39,16 @@ def job_summary(job: Job | None, lang: str) -> str:
     return "\n\n".join(lines)
 
 
-def loss_frame(job: Job | None) -> Any:
-    """The job's (step, loss) points as the plot's DataFrame."""
+def loss_frame(points: list[tuple[int, float]]) -> Any:
+    """(step, loss) points as the plot's DataFrame."""
     import pandas as pd
 
-    points = job.loss_points() if job is not None else []
     # typed columns even when empty: the plot keeps the axis types of its first value (numbers, not categories)
     return pd.DataFrame({"step": pd.Series([s for s, _ in points], dtype="int64"),
                          "loss": pd.Series([v for _, v in points], dtype="float64")})
 
 
-def loss_summary(job: Job | None, lang: str) -> str:
-    points = job.loss_points() if job is not None else []
+def loss_summary(points: list[tuple[int, float]], lang: str) -> str:
     if not points:
         return t("loss_none", lang)
     step, loss = points[-1]
@@ -71,7 +69,7 @@ def build(manager: JobManager, lang: str, started: Any) -> dict[str, Any]:
     summary = gr.Markdown(t("no_jobs", lang), elem_id="jobs-status")
     with gr.Row():
         with gr.Column(scale=1):
-            plot = gr.LinePlot(loss_frame(None), x="step", y="loss", label=t("loss", lang), elem_id="jobs-loss",
+            plot = gr.LinePlot(loss_frame([]), x="step", y="loss", label=t("loss", lang), elem_id="jobs-loss",
                                height=280)
             plot_text = gr.Markdown(t("loss_none", lang), elem_id="jobs-loss-summary")
         with gr.Column(scale=1):
@@ -94,12 +92,13 @@ def build(manager: JobManager, lang: str, started: Any) -> dict[str, Any]:
         job = manager.get(selected) if selected else None
         select_update = gr.update(choices=ids, value=selected) if (
             ids != state["ids"] or selected != state["shown"]) else gr.skip()
-        frame = loss_frame(job)
+        points = job.loss_points() if job is not None else []  # read once per refresh: plot and summary
+        frame = loss_frame(points)
         plot_key = (selected, len(frame))
         plot_update = frame if plot_key != state["plot"] else gr.skip()
         state.update(ids=ids, shown=selected, plot=plot_key)
         return [job_rows(manager, lang) or None, select_update, job_summary(job, lang), plot_update,
-                loss_summary(job, lang), job.log_tail() if job else ""]
+                loss_summary(points, lang), job.log_tail() if job else ""]
 
     def choose(job_id: str | None, state: dict) -> list[Any]:
         if job_id:

@@ -280,10 +280,11 @@ class Wizard:
 
 
 def latest_checkpoint(root: Path) -> Path | None:
-    """The newest `checkpoint-*` folder under `root/<run>/` (by modification time), or None."""
+    """The newest `checkpoint-<step>` folder under `root/<run>/` (by modification time), or None. A merged copy
+    (`checkpoint-<step>-merged`, written by the merge follow-up) is a full model, not a checkpoint: skipped."""
     if not root.is_dir():
         return None
-    found = [p for p in root.glob("*/checkpoint-*") if p.is_dir()]
+    found = [p for p in root.glob("*/checkpoint-*") if p.is_dir() and p.name[len("checkpoint-"):].isdigit()]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
